@@ -1,0 +1,26 @@
+"""The `appliance` command."""
+
+from __future__ import annotations
+
+import typer
+
+from appliance.cli.index_commands import forget, ingest, status
+from appliance.cli.model_commands import models_app
+from appliance.offline import enforce_offline
+
+app = typer.Typer(
+    name="appliance",
+    help="Private RAG appliance: ingest documents, and answer from them with a local model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("ingest")(ingest)
+app.command("forget")(forget)
+app.command("status")(status)
+app.add_typer(models_app, name="models")
+
+
+def main() -> None:
+    enforce_offline()
+    app()

@@ -1,0 +1,50 @@
+"""What every command shares: settings loading, error reporting, JSON output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+
+from appliance.errors import ApplianceError, ConfigError
+from appliance.settings import Settings, load_settings
+
+EXIT_FAILED_FILES = 1
+EXIT_USER_ERROR = 2
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    for noisy in ("sentence_transformers", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn our errors into a one-paragraph message and an exit code, never a traceback."""
+    try:
+        yield
+    except ApplianceError as exc:
+        kind = "configuration error" if isinstance(exc, ConfigError) else "error"
+        typer.echo(f"{kind}: {exc}", err=True)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def settings_for_command() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))

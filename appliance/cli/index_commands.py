@@ -1,0 +1,142 @@
+"""`ingest`, `forget` and `status`: the document index from the command line."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from appliance.cli.common import (
+    EXIT_FAILED_FILES,
+    print_json,
+    settings_for_command,
+    user_errors,
+)
+from appliance.domain import IngestReport
+from appliance.errors import ConfigError
+from appliance.services import build_embedder, open_index
+
+DEFAULT_GROUP = "everyone"
+
+
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Files or folders (recursive). Default: APPLIANCE_DOCS_DIR.")] = None,
+    acl: Annotated[list[str] | None, typer.Option(
+        "--acl", help="Group allowed to read these files (repeatable). Default: everyone.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Ingest files or folders into the document index.
+
+    New and changed files are parsed, chunked and embedded; unchanged files are skipped; files
+    that disappeared from an ingested folder are removed. A file that fails is reported with its
+    reason and the others are still ingested; the exit code is then 1.
+    """
+    from ingest.chunking import ChunkConfig, check_chunk_size
+    from ingest.pipeline import IngestPipeline
+    from ingest.worker import ParserProcess
+
+    with user_errors():
+        settings = settings_for_command()
+        targets = paths or ([settings.docs_dir] if settings.docs_dir else [])
+        if not targets:
+            raise ConfigError("name a file or folder to ingest, or set APPLIANCE_DOCS_DIR")
+        groups = [g.strip() for g in (acl or [DEFAULT_GROUP]) if g.strip()]
+        if not groups:
+            raise ConfigError("--acl needs a group name")
+        embedder = build_embedder(settings)
+        index = open_index(settings, embedder)
+        try:
+            check_chunk_size(index.embed_model_dir, settings.chunk_size)
+            config = ChunkConfig(index.embed_model_dir, settings.chunk_size, settings.chunk_overlap)
+            show_bar = not as_json and sys.stderr.isatty()
+            with ParserProcess(config, settings.parse_timeout_s) as parser:
+                pipeline = IngestPipeline(index.store, embedder, index.manifest, parser,
+                                          int(settings.max_file_size_mb * 1_000_000))
+                progress = _terminal_progress() if show_bar else None
+                with progress if progress is not None else nullcontext():
+                    report = pipeline.run(list(targets), groups, progress)
+        finally:
+            index.close()
+    if as_json:
+        print_json(report.to_json())
+    else:
+        _print_report(report)
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED_FILES)
+
+
+def _terminal_progress():  # type: ignore[no-untyped-def]
+    from appliance.cli.progress import TerminalProgress
+
+    return TerminalProgress()
+
+
+def _print_report(report: IngestReport) -> None:
+    typer.echo(
+        f"files: {report.new} new, {report.changed} changed, {report.unchanged} unchanged, "
+        f"{report.deleted} deleted, {len(report.failed)} failed"
+    )
+    typer.echo(
+        f"chunks: {report.chunks_added} added, {report.chunks_deleted} deleted, "
+        f"{report.chunks_total} in the index ({report.seconds:.1f} s)"
+    )
+    for failed in report.failed:
+        typer.echo(f"failed: {failed.path}: {failed.error}", err=True)
+
+
+def forget(
+    target: Annotated[str, typer.Argument(help="A file or folder path, or a document id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Remove a document (by path or doc id) or every document under a folder from the index."""
+    from ingest.pipeline import forget as forget_documents
+
+    with user_errors():
+        index = open_index(settings_for_command())
+        try:
+            removed = forget_documents(index.store, index.manifest, target)
+        finally:
+            index.close()
+        if not removed:
+            raise ConfigError(f"no indexed document matches {target!r}: "
+                              "see `appliance status` for what the index holds")
+    if as_json:
+        print_json({"removed": [{"source": e.source, "doc_id": e.doc_id, "chunks": e.chunks}
+                                for e in removed]})
+    else:
+        for entry in removed:
+            typer.echo(f"removed {entry.source} ({entry.chunks} chunks)")
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show documents, chunks, collection, store backend and path, and the embedding model."""
+    with user_errors():
+        index = open_index(settings_for_command())
+        try:
+            info = index.store.info()
+            documents = sum(1 for _ in index.manifest.entries())
+        finally:
+            index.close()
+    data = {
+        "documents": documents,
+        "chunks": info.points,
+        "collection": info.collection,
+        "store": {"backend": info.backend, "path": info.location},
+        "embedding": {"model": info.embed_model, "path": str(index.embed_model_dir),
+                      "dimension": info.dimension},
+    }
+    if as_json:
+        print_json(data)
+        return
+    typer.echo(f"documents:  {documents}")
+    typer.echo(f"chunks:     {info.points}")
+    typer.echo(f"collection: {info.collection}")
+    typer.echo(f"store:      {info.backend} at {info.location}")
+    typer.echo(f"embedding:  {info.embed_model} ({info.dimension} dimensions) "
+               f"from {index.embed_model_dir}")

@@ -1,0 +1,33 @@
+"""One error family. Each message says what went wrong and what to do about it."""
+
+
+class ApplianceError(Exception):
+    """Base of every error the appliance reports to a user (CLI message, later gr.Error)."""
+
+
+class ConfigError(ApplianceError):
+    """A setting is missing or has a bad value."""
+
+
+class ModelError(ApplianceError):
+    """A model file is missing, corrupt or unusable."""
+
+
+class StoreError(ApplianceError):
+    """The vector store cannot be opened or used."""
+
+
+class StoreLockedError(StoreError):
+    """Another process owns the embedded store."""
+
+
+class DimensionMismatchError(StoreError):
+    """The embedding model does not match the collection's vectors."""
+
+
+class LoadError(ApplianceError):
+    """A file cannot be turned into text (empty, corrupt, encrypted, unsupported...)."""
+
+
+class ParseTimeoutError(LoadError):
+    """Parsing a file took longer than the configured limit."""

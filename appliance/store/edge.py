@@ -1,0 +1,176 @@
+"""Qdrant Edge: the Qdrant engine in-process, on disk, with WAL, HNSW and payload indexes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from appliance.domain import IndexedChunk
+from appliance.errors import DimensionMismatchError, StoreError
+from appliance.store import StoreInfo
+from appliance.store.lock import OwnerLock
+
+log = logging.getLogger(__name__)
+
+KEYWORD_FIELDS = ("doc_id", "source", "acl")
+INTEGER_FIELDS = ("position",)
+
+
+def _match(key: str, value: str) -> qe.FieldCondition:
+    return qe.FieldCondition(key=key, match=qe.MatchValue(value))
+
+
+def _filter(source: str | None = None, doc_id: str | None = None) -> qe.Filter | None:
+    must: list[Any] = []
+    if source is not None:
+        must.append(_match("source", source))
+    if doc_id is not None:
+        must.append(_match("doc_id", doc_id))
+    return qe.Filter(must=must) if must else None
+
+
+def read_collection_meta(root: Path, collection: str) -> dict[str, Any] | None:
+    meta_file = root / f"{collection}.json"
+    if not meta_file.is_file():
+        return None
+    data: dict[str, Any] = json.loads(meta_file.read_text(encoding="utf-8"))
+    return data
+
+
+def _write_collection_meta(root: Path, collection: str, meta: dict[str, Any]) -> None:
+    target = root / f"{collection}.json"
+    temporary = target.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    with temporary.open("rb") as handle:
+        os.fsync(handle.fileno())
+    temporary.replace(target)
+
+
+class EdgeStore:
+    """One collection = one Edge shard folder under the store root, owned by one process."""
+
+    def __init__(self, root: Path, collection: str, shard: qe.EdgeShard, lock: OwnerLock,
+                 meta: dict[str, Any]) -> None:
+        self._root = root
+        self._collection = collection
+        self._shard: qe.EdgeShard | None = shard
+        self._lock = lock
+        self._meta = meta
+
+    @classmethod
+    def open(cls, root: Path, collection: str, dimension: int, embed_model: str) -> EdgeStore:
+        """Open (or create) the collection for vectors of `dimension` from `embed_model`."""
+        lock = OwnerLock(root / f"{collection}.lock")
+        lock.acquire()
+        try:
+            meta = read_collection_meta(root, collection)
+            if meta is not None and int(meta["dimension"]) != dimension:
+                raise DimensionMismatchError(
+                    f"collection '{collection}' holds {meta['dimension']}-dimensional vectors "
+                    f"from '{meta.get('embed_model')}', but the configured embedding model "
+                    f"'{embed_model}' makes {dimension}-dimensional ones. Set "
+                    "APPLIANCE_EMBED_MODEL back, or use a new APPLIANCE_COLLECTION and ingest again."
+                )
+            shard = cls._open_shard(root / collection, dimension)
+            if meta is None:
+                meta = {"dimension": dimension, "embed_model": embed_model, "distance": "cosine"}
+                _write_collection_meta(root, collection, meta)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(root, collection, shard, lock, meta)
+
+    @staticmethod
+    def _open_shard(shard_dir: Path, dimension: int) -> qe.EdgeShard:
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)
+        )
+        try:
+            if shard_dir.is_dir() and any(shard_dir.iterdir()):
+                shard = qe.EdgeShard.load(str(shard_dir), config)
+            else:
+                shard = qe.EdgeShard.create(str(shard_dir), config)
+            for name in KEYWORD_FIELDS:
+                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+            for name in INTEGER_FIELDS:
+                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Integer))
+            shard.flush()
+        except Exception as exc:
+            if "ncompatible" in str(exc):
+                raise DimensionMismatchError(
+                    f"the collection at {shard_dir} does not accept {dimension}-dimensional "
+                    f"vectors ({exc}); use the embedding model it was built with"
+                ) from None
+            raise StoreError(f"cannot open Qdrant Edge store at {shard_dir}: {exc}") from None
+        return shard
+
+    @property
+    def shard(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise StoreError("the store is closed")
+        return self._shard
+
+    def info(self) -> StoreInfo:
+        return StoreInfo(
+            backend="qdrant-edge",
+            location=str(self._root / self._collection),
+            collection=self._collection,
+            dimension=int(self._meta["dimension"]),
+            embed_model=str(self._meta.get("embed_model", "")),
+            points=self.count(),
+        )
+
+    def upsert(self, chunks: Sequence[IndexedChunk], vectors: Sequence[Sequence[float]]) -> None:
+        points = [
+            qe.Point(chunk.point_id, list(vector), chunk.payload())
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ]
+        if points:
+            self.shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def delete_stale(self, source: str, doc_id: str, chunk_count: int) -> None:
+        other_versions = qe.Filter(must=[_match("source", source)],
+                                   must_not=[_match("doc_id", doc_id)])
+        beyond_end = qe.Filter(must=[
+            _match("source", source),
+            _match("doc_id", doc_id),
+            qe.FieldCondition(key="position", range=qe.RangeFloat(gte=chunk_count)),
+        ])
+        self.shard.update(qe.UpdateOperation.delete_points_by_filter(other_versions))
+        self.shard.update(qe.UpdateOperation.delete_points_by_filter(beyond_end))
+
+    def delete_source(self, source: str) -> None:
+        self.shard.update(qe.UpdateOperation.delete_points_by_filter(_filter(source=source)))
+
+    def set_acl(self, source: str, acl: Sequence[str]) -> None:
+        self.shard.update(
+            qe.UpdateOperation.set_payload_by_filter(_filter(source=source), {"acl": list(acl)})
+        )
+
+    def count(self, source: str | None = None, doc_id: str | None = None) -> int:
+        return int(self.shard.count(qe.CountRequest(exact=True, filter=_filter(source, doc_id))))
+
+    def source_counts(self) -> dict[str, int]:
+        total = self.count()
+        if total == 0:
+            return {}
+        response = self.shard.facet(qe.FacetRequest(key="source", limit=total, exact=True))
+        return {str(hit.value): int(hit.count) for hit in response.hits}
+
+    def flush(self) -> None:
+        self.shard.flush()
+
+    def close(self) -> None:
+        if self._shard is not None:
+            try:
+                self._shard.flush()
+                self._shard.close()
+            finally:
+                self._shard = None
+                self._lock.release()

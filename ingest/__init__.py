@@ -1,0 +1,1 @@
+"""Ingestion: files in, chunks with stable ids out, into the vector store."""

@@ -1,0 +1,135 @@
+"""Parse files in a separate process, under a time limit, one file ahead of the caller.
+
+A pathological file (a PDF that makes the parser loop, a reader that segfaults) costs
+that file only: the worker is killed and restarted, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from appliance.domain import ChunkText
+from appliance.errors import LoadError, ParseTimeoutError
+from ingest.chunking import ChunkConfig
+
+log = logging.getLogger(__name__)
+LOOKAHEAD = 2
+ParseOutcome = list[ChunkText] | LoadError
+
+
+def parse_file(path: Path, chunker: Any) -> list[ChunkText]:
+    from ingest.loaders import load_sections
+
+    return list(chunker.split(load_sections(path)))
+
+
+def _worker_main(conn: Connection, config: ChunkConfig) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    from ingest.chunking import Chunker
+
+    chunker = Chunker(config)
+    while True:
+        request = conn.recv()
+        if request is None:
+            return
+        try:
+            conn.send(("ok", parse_file(Path(request), chunker)))
+        except LoadError as exc:
+            conn.send(("error", str(exc)))
+        except Exception as exc:
+            conn.send(("error", f"cannot parse ({type(exc).__name__}: {exc})"))
+
+
+class ParserProcess:
+    def __init__(self, config: ChunkConfig, timeout_s: float) -> None:
+        self._config = config
+        self._timeout_s = timeout_s
+        self._context = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._conn: Connection | None = None
+
+    def _start(self) -> Connection:
+        parent, child = self._context.Pipe()
+        self._process = self._context.Process(
+            target=_worker_main, args=(child, self._config), daemon=True, name="appliance-parser"
+        )
+        self._process.start()
+        child.close()
+        self._conn = parent
+        return parent
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.join()
+        self._process = None
+        self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None and self._process is not None and self._process.is_alive():
+            try:
+                self._conn.send(None)
+                self._process.join(timeout=5)
+            except OSError:
+                pass
+        self._kill()
+
+    def parse_stream(self, paths: Iterable[Path]) -> Iterator[tuple[Path, ParseOutcome]]:
+        """Yield (path, chunks or LoadError) in order; the next files parse meanwhile."""
+        upcoming = iter(paths)
+        pending: deque[Path] = deque()
+
+        def refill() -> None:
+            while len(pending) < LOOKAHEAD:
+                path = next(upcoming, None)
+                if path is None:
+                    return
+                self._send(path)
+                pending.append(path)
+
+        refill()
+        while pending:
+            path = pending.popleft()
+            outcome = self._receive(path)
+            if isinstance(outcome, LoadError) and self._conn is None:
+                for waiting in pending:  # the worker was restarted: hand it the queue again
+                    self._send(waiting)
+            refill()
+            yield path, outcome
+
+    def _send(self, path: Path) -> None:
+        conn = self._conn if self._conn is not None else self._start()
+        conn.send(str(path))
+
+    def _receive(self, path: Path) -> ParseOutcome:
+        assert self._conn is not None
+        try:
+            ready = self._conn.poll(self._timeout_s)
+            if not ready:
+                self._kill()
+                log.warning("event=parse_timeout path=%s seconds=%s", path, self._timeout_s)
+                return ParseTimeoutError(
+                    f"parsing took longer than {self._timeout_s:g} s and was stopped "
+                    "(APPLIANCE_PARSE_TIMEOUT_S); check the file or raise the limit"
+                )
+            status, payload = self._conn.recv()
+        except (EOFError, OSError):
+            self._kill()
+            return LoadError("the parser crashed on this file; is it corrupt?")
+        if status == "ok":
+            return list(payload)
+        return LoadError(str(payload))
+
+    def __enter__(self) -> ParserProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
