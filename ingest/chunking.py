@@ -50,6 +50,9 @@ def load_token_counter(model_dir: Path) -> Callable[[str], list[int]]:
         from tokenizers import Tokenizer
 
         fast = Tokenizer.from_file(str(tokenizer_file))
+        # tokenizer.json may carry the model's padding and truncation; counting needs neither.
+        fast.no_padding()
+        fast.no_truncation()
         return lambda text: fast.encode(text, add_special_tokens=False).ids
     try:
         from transformers import AutoTokenizer

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from appliance.domain import ChunkText
-from appliance.errors import LoadError, ParseTimeoutError
+from appliance.errors import ApplianceError, LoadError, ParseTimeoutError
 from ingest.chunking import ChunkConfig
 
 log = logging.getLogger(__name__)
 LOOKAHEAD = 2
+STARTUP_TIMEOUT_S = 300
 ParseOutcome = list[ChunkText] | LoadError
 
 
@@ -35,7 +36,12 @@ def _worker_main(conn: Connection, config: ChunkConfig) -> None:
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     from ingest.chunking import Chunker
 
-    chunker = Chunker(config)
+    try:
+        chunker = Chunker(config)
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
     while True:
         request = conn.recv()
         if request is None:
@@ -63,6 +69,15 @@ class ParserProcess:
         )
         self._process.start()
         child.close()
+        # Wait for the worker's imports and tokenizer so that start-up never counts
+        # against a file's parse time limit.
+        if not parent.poll(STARTUP_TIMEOUT_S):
+            self._process.kill()
+            raise ApplianceError("the parser process did not start; see the log for why")
+        status, detail = parent.recv()
+        if status != "ready":
+            self._process.join()
+            raise ApplianceError(f"the parser process cannot start: {detail}")
         self._conn = parent
         return parent
 

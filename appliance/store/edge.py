@@ -161,7 +161,8 @@ class EdgeStore:
         if total == 0:
             return {}
         response = self.shard.facet(qe.FacetRequest(key="source", limit=total, exact=True))
-        return {str(hit.value): int(hit.count) for hit in response.hits}
+        # Deleted points can leave their value in the facet index with a count of 0.
+        return {str(hit.value): int(hit.count) for hit in response.hits if hit.count > 0}
 
     def flush(self) -> None:
         self.shard.flush()

@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+DOCS ?= samples
+
+.PHONY: install models run test lint typecheck unit bench clean
+
+# torch first, from the CPU wheel on this machine's disk: with it installed, the project's
+# torch range is already met and no resolver pulls a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	$(BIN)/appliance models prepare
+
+run: models
+	$(BIN)/appliance ingest $(DOCS)
+	$(BIN)/appliance status
+
+lint: install
+	$(BIN)/ruff check appliance ingest ui tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+bench: models
+	$(BIN)/python -m bench.ingest_bench
+
+clean:
+	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks of the appliance, run with `make bench`."""

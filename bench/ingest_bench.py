@@ -1,0 +1,251 @@
+"""Ingest benchmark: `appliance ingest` end to end against raw `SentenceTransformer.encode`.
+
+One run, on the Python 3.11 docs corpus (shared/evals/python311/README.md):
+  1. runs the real CLI, `appliance ingest PATHS --json`, into a fresh temporary data dir,
+     recording wall time, the report's own "seconds", and peak memory of the process tree;
+  2. reads the chunk texts back from the store it built, ordered by (source, position), and
+     times `model.encode` on exactly those texts with the same model, batch size and device;
+  3. prints the pipeline overhead over raw encoding; the target (< 10 %) is reported, not asserted.
+
+    .venv/bin/python -m bench.ingest_bench [--subset faq] [--json] [--out FILE]
+
+Exit status: 0 when it ran, 1 when the ingest itself failed, 2 when the corpus is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+DOCS_ROOT = Path("/usr/share/doc/python3.11/html")
+FOLDERS = ("library", "tutorial", "howto", "faq", "reference")
+FILES = ("glossary.html",)
+TARGET_OVERHEAD = 0.10
+SCROLL_PAGE = 1000
+SAMPLE_S = 0.2
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def corpus_paths(root: Path, subset: str | None) -> list[Path]:
+    if subset is not None:
+        return [root / subset]
+    return [root / name for name in FOLDERS] + [root / name for name in FILES]
+
+
+def _tree_rss_bytes(root_pid: int) -> int:
+    """Resident memory of root_pid and all its descendants now, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    total = 0
+    for pid in tree:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def run_ingest(paths: list[Path], env: dict[str, str]) -> dict[str, Any]:
+    """Run `appliance ingest --json` as a child process; measure time and memory around it."""
+    cli = Path(sys.executable).with_name("appliance")
+    before_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak = [0]
+    started = time.perf_counter()
+    child = subprocess.Popen([str(cli), "ingest", *map(str, paths), "--json"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def sample() -> None:
+        while child.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_bytes(child.pid))
+            time.sleep(SAMPLE_S)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = child.communicate()
+    wall = time.perf_counter() - started
+    sampler.join()
+    after_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if child.returncode not in (0, 1):  # 1: some files failed, the report is still printed
+        raise RuntimeError(f"appliance ingest exited {child.returncode}:\n{stderr.strip()}")
+    report: dict[str, Any] = json.loads(stdout)
+    return {
+        "files": report["files"]["new"],
+        "failed_files": len(report["files"]["failed"]),
+        "chunks": report["chunks"]["total"],
+        "wall_seconds": round(wall, 3),
+        "report_seconds": report["seconds"],
+        # ru_maxrss of children is the largest single process (CLI or parser), not their sum.
+        "max_process_rss_mib": round(after_kib / 1024, 1) if after_kib > before_kib else None,
+        "tree_rss_peak_mib": round(peak[0] / 2**20, 1),
+        "exit_code": child.returncode,
+    }
+
+
+def read_chunk_texts(settings: Any) -> list[str]:
+    """All chunk texts of the index, ordered by (source, position)."""
+    import qdrant_edge as qe
+
+    from appliance.services import open_index
+    from appliance.store.edge import EdgeStore
+
+    index = open_index(settings)
+    try:
+        assert isinstance(index.store, EdgeStore)
+        rows: list[tuple[str, int, str]] = []
+        offset: Any = None
+        while True:
+            records, offset = index.store.shard.scroll(
+                qe.ScrollRequest(limit=SCROLL_PAGE, offset=offset, with_payload=True))
+            for record in records:
+                payload = record.payload or {}
+                rows.append((str(payload["source"]), int(payload["position"]),
+                             str(payload["text"])))
+            if offset is None:
+                break
+    finally:
+        index.close()
+    return [text for _, _, text in sorted(rows)]
+
+
+def time_raw_encode(texts: list[str], batch_size: int, device: str) -> dict[str, Any]:
+    from sentence_transformers import SentenceTransformer
+
+    from appliance.models import resolve_embed_model
+
+    started = time.perf_counter()
+    model = SentenceTransformer(str(resolve_embed_model(None)), device=device,
+                                local_files_only=True)
+    loaded = time.perf_counter()
+    model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                 convert_to_numpy=True, show_progress_bar=False)
+    done = time.perf_counter()
+    return {"model_load_seconds": round(loaded - started, 3),
+            "encode_seconds": round(done - loaded, 3)}
+
+
+def summarize(ingest: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    encode_s = raw["encode_seconds"]
+    chunks = ingest["chunks"]
+
+    def overhead(seconds: float) -> float:
+        return round((seconds - encode_s) / encode_s, 4)
+
+    headline = overhead(ingest["report_seconds"])
+    return {
+        "ratio_report_over_raw": round(ingest["report_seconds"] / encode_s, 3),
+        "ratio_wall_over_raw": round(ingest["wall_seconds"] / encode_s, 3),
+        "overhead_report": headline,
+        "overhead_wall": overhead(ingest["wall_seconds"]),
+        "target_overhead": TARGET_OVERHEAD,
+        "verdict": "PASS" if headline < TARGET_OVERHEAD else "FAIL",
+        "chunks_per_s_ingest_report": round(chunks / ingest["report_seconds"], 2),
+        "chunks_per_s_ingest_wall": round(chunks / ingest["wall_seconds"], 2),
+        "chunks_per_s_raw_encode": round(chunks / encode_s, 2),
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    ing, raw, s = result["ingest"], result["raw_encode"], result["summary"]
+    print(f"corpus: {result['corpus']} ({ing['files']} files, {ing['failed_files']} failed, "
+          f"{ing['chunks']} chunks); device {result['device']}, "
+          f"batch size {result['batch_size']}, {os.cpu_count()} CPUs")
+    print(f"{'measure':<44}{'seconds':>10}{'chunks/s':>11}")
+    rows = [
+        ("appliance ingest, report 'seconds' [headline]", ing["report_seconds"],
+         s["chunks_per_s_ingest_report"]),
+        ("appliance ingest, wall clock (+start, load)", ing["wall_seconds"],
+         s["chunks_per_s_ingest_wall"]),
+        ("raw SentenceTransformer.encode", raw["encode_seconds"], s["chunks_per_s_raw_encode"]),
+        ("  (raw model load, not counted)", raw["model_load_seconds"], None),
+    ]
+    for name, seconds, rate in rows:
+        print(f"{name:<44}{seconds:>10.2f}{'' if rate is None else f'{rate:>11.2f}'}")
+    rss = ing["max_process_rss_mib"]
+    print(f"peak RSS: largest single process {'n/a' if rss is None else f'{rss} MiB'} "
+          f"(ru_maxrss of children); whole tree {ing['tree_rss_peak_mib']} MiB "
+          f"(sampled every {SAMPLE_S} s)")
+    print(f"ingest / raw encode: {s['ratio_report_over_raw']:.3f} (report seconds), "
+          f"{s['ratio_wall_over_raw']:.3f} (wall clock)")
+    print(f"pipeline overhead over raw encoding: {s['overhead_report']:.1%} "
+          f"(target < {TARGET_OVERHEAD:.0%}): {s['verdict']}  "
+          f"[wall clock: {s['overhead_wall']:.1%}]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest_bench",
+                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--subset", choices=FOLDERS, help="only this folder (faq: a quick check)")
+    parser.add_argument("--docs-root", type=Path, default=DOCS_ROOT, help="the docs' HTML root")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    parser.add_argument("--out", type=Path, help="also write the JSON results to this file")
+    args = parser.parse_args(argv)
+
+    paths = corpus_paths(args.docs_root, args.subset)
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"the Python 3.11 docs are missing ({', '.join(missing)}): "
+              "run `apt-get install python3.11-doc`", file=sys.stderr)
+        return 2
+
+    from appliance.settings import load_settings
+
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as data_dir:
+        base = load_settings()
+        device = base.embed_device or "cpu"
+        overrides = {"data_dir": Path(data_dir), "qdrant_path": Path(data_dir) / "qdrant",
+                     "embed_device": device}
+        env = {**os.environ, **{f"APPLIANCE_{k.upper()}": str(v) for k, v in overrides.items()}}
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            ingest = run_ingest(paths, env)
+        except RuntimeError as exc:
+            print(f"the ingest failed: {exc}", file=sys.stderr)
+            return 1
+        settings = load_settings(**overrides)
+        texts = read_chunk_texts(settings)
+    if len(texts) != ingest["chunks"]:
+        print(f"warning: the store holds {len(texts)} chunks, the report says {ingest['chunks']}",
+              file=sys.stderr)
+    raw = time_raw_encode(texts, settings.embed_batch_size, device)
+    result = {
+        "corpus": args.subset or "python311",
+        "device": device,
+        "batch_size": settings.embed_batch_size,
+        "cpus": os.cpu_count(),
+        "ingest": ingest,
+        "raw_encode": {"chunks": len(texts), **raw},
+        "summary": summarize(ingest, raw),
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import LoadError
+from ingest.loaders import load_sections
+from tests.documents import write_corpus, write_pdf
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def text_of(path: Path) -> str:
+    return "\n".join(section.text for section in load_sections(path))
+
+
+@pytest.mark.parametrize(
+    ("kind", "fact"),
+    [("pdf", "1450 rpm"), ("docx", "front desk"), ("pptx", "Two engineers"),
+     ("xlsx", "12000"), ("csv", "4444"), ("html", "19:00"), ("md", "ACME-Guest"),
+     ("txt", "Gutenberg"), ("eml", "Thursday")],
+)
+def test_each_format_yields_its_text(corpus: dict[str, Path], kind: str, fact: str) -> None:
+    assert fact in text_of(corpus[kind])
+
+
+def test_pdf_keeps_page_numbers(corpus: dict[str, Path]) -> None:
+    sections = load_sections(corpus["pdf"])
+    assert [(s.page, "filter" in s.text) for s in sections] == [(1, False), (2, True)]
+
+
+def test_pptx_keeps_slide_numbers(corpus: dict[str, Path]) -> None:
+    assert [s.page for s in load_sections(corpus["pptx"])] == [1, 2]
+
+
+def test_html_keeps_section_ids(corpus: dict[str, Path]) -> None:
+    assert load_sections(corpus["html"])[0].section == "doors"
+
+
+def test_html_without_sections_uses_body_text_not_scripts(tmp_path: Path) -> None:
+    page = tmp_path / "plain.html"
+    page.write_text("<html><head><title>T</title><script>var secret=1;</script></head>"
+                    "<body><p>Visible words.</p></body></html>", encoding="utf-8")
+    sections = load_sections(page)
+    assert "Visible words." in sections[0].text
+    assert "secret" not in sections[0].text
+
+
+def test_csv_rows_keep_their_headers(corpus: dict[str, Path]) -> None:
+    first = load_sections(corpus["csv"])[0]
+    assert "extension: 4444" in first.text
+    assert first.section == "row 2"
+
+
+def test_eml_includes_subject(corpus: dict[str, Path]) -> None:
+    assert "Subject: Fire drill" in text_of(corpus["eml"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.txt", b"", "empty file"),
+        ("image.png", b"\x89PNG\r\n", "unsupported file type '.png'"),
+        ("noext", b"hello", "unsupported file type 'noext'"),
+        ("binary.txt", b"abc\x00\x01\x02def", "binary content"),
+        ("latin1.md", "caf\xe9 cr\xe8me".encode("latin-1"), "undecodable: not UTF-8"),
+        ("broken.pdf", b"%PDF-1.4 this is not a pdf", "PDF"),
+        ("broken.docx", b"PK\x03\x04 not a zip", "cannot read as DOCX"),
+        ("broken.xlsx", b"not a spreadsheet", "cannot read as XLSX"),
+        ("broken.pptx", b"not a deck", "cannot read as PPTX"),
+        ("blank.html", b"<html><body>   </body></html>", "no extractable text"),
+    ],
+)
+def test_bad_files_raise_a_clear_reason(tmp_path: Path, name: str, content: bytes,
+                                        reason: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(LoadError, match=reason):
+        load_sections(path)
+
+
+def test_encrypted_pdf_is_refused(tmp_path: Path) -> None:
+    path = write_pdf(tmp_path / "secret.pdf", ["Top secret."], password="hunter2")
+    with pytest.raises(LoadError, match="encrypted PDF"):
+        load_sections(path)
+
+
+def test_pdf_without_text_layer_is_refused(tmp_path: Path) -> None:
+    path = write_pdf(tmp_path / "scan.pdf", [""])
+    with pytest.raises(LoadError, match="no extractable text"):
+        load_sections(path)

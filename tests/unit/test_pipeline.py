@@ -1,0 +1,133 @@
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.manifest import Manifest
+from appliance.store.edge import EdgeStore
+from ingest.chunking import ChunkConfig
+from ingest.pipeline import IngestPipeline, forget
+from tests.fakes import HashEmbedder, InlineParser
+
+
+class Index:
+    def __init__(self, root: Path, embed_model_dir: Path, max_bytes: int = 10_000_000) -> None:
+        self.embedder = HashEmbedder()
+        self.store = EdgeStore.open(root / "qdrant", "docs", self.embedder.dimension, "hash")
+        self.manifest = Manifest(root / "manifest.sqlite3")
+        parser = InlineParser(ChunkConfig(embed_model_dir, 64, 8))
+        self.pipeline = IngestPipeline(self.store, self.embedder, self.manifest, parser, max_bytes)
+
+    def close(self) -> None:
+        self.manifest.close()
+        self.store.close()
+
+
+@pytest.fixture
+def index(tmp_path: Path, embed_model_dir: Path) -> Iterator[Index]:
+    opened = Index(tmp_path / "state", embed_model_dir)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Alpha facts. " * 60, encoding="utf-8")
+    (folder / "b.md").write_text("# Bravo\n\nBravo facts.\n", encoding="utf-8")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "c.txt").write_text("Charlie facts.", encoding="utf-8")
+    return folder
+
+
+def test_first_run_indexes_everything(index: Index, docs: Path) -> None:
+    report = index.pipeline.run([docs], ["everyone"])
+    assert (report.new, report.failed) == (3, [])
+    assert report.chunks_added == report.chunks_total == index.store.count() > 3
+    assert {Path(s).name for s in index.store.source_counts()} == {"a.txt", "b.md", "c.txt"}
+
+
+def test_second_run_skips_unchanged_files(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs], ["everyone"])
+    calls = index.embedder.calls
+    report = index.pipeline.run([docs], ["everyone"])
+    assert (report.new, report.changed, report.unchanged, report.chunks_added) == (0, 0, 3, 0)
+    assert index.embedder.calls == calls
+
+
+def test_changed_file_replaces_its_chunks(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs], ["everyone"])
+    (docs / "a.txt").write_text("Completely new content.", encoding="utf-8")
+    report = index.pipeline.run([docs], ["everyone"])
+    assert (report.changed, report.unchanged) == (1, 2)
+    source = str(docs / "a.txt")
+    assert index.store.count(source=source) == 1
+    assert index.manifest.get(source).chunks == 1  # type: ignore[union-attr]
+
+
+def test_vanished_file_is_removed_when_folder_is_ingested_again(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs], ["everyone"])
+    (docs / "sub" / "c.txt").unlink()
+    report = index.pipeline.run([docs], ["everyone"])
+    assert report.deleted == 1
+    assert str(docs / "sub" / "c.txt") not in index.store.source_counts()
+    assert index.manifest.get(str(docs / "sub" / "c.txt")) is None
+
+
+def test_ingesting_one_file_does_not_delete_its_siblings(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs], ["everyone"])
+    report = index.pipeline.run([docs / "b.md"], ["everyone"])
+    assert report.deleted == 0
+    assert len(index.store.source_counts()) == 3
+
+
+def test_new_groups_update_the_stored_acl(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs / "b.md"], ["everyone"])
+    report = index.pipeline.run([docs / "b.md"], ["hr", "finance"])
+    assert report.changed == 1
+    entry = index.manifest.get(str(docs / "b.md"))
+    assert entry is not None and entry.acl == ("finance", "hr")
+    assert index.store.count() == entry.chunks
+
+
+def test_bad_file_is_reported_and_the_rest_ingested(index: Index, docs: Path) -> None:
+    (docs / "broken.pdf").write_bytes(b"not a pdf")
+    report = index.pipeline.run([docs], ["everyone"])
+    assert report.new == 3
+    assert [Path(f.path).name for f in report.failed] == ["broken.pdf"]
+
+
+def test_file_that_turns_bad_keeps_its_previous_version(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs], ["everyone"])
+    before = index.store.count(source=str(docs / "b.md"))
+    (docs / "b.md").write_bytes(b"\xff\xfe broken \x00")
+    report = index.pipeline.run([docs], ["everyone"])
+    assert len(report.failed) == 1
+    assert index.store.count(source=str(docs / "b.md")) == before
+
+
+def test_oversized_file_is_refused(tmp_path: Path, embed_model_dir: Path, docs: Path) -> None:
+    small = Index(tmp_path / "small", embed_model_dir, max_bytes=100)
+    report = small.pipeline.run([docs], ["everyone"])
+    small.close()
+    assert [Path(f.path).name for f in report.failed] == ["a.txt"]
+    assert "over the size limit" in report.failed[0].error
+
+
+def test_forget_by_path_and_by_doc_id(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs], ["everyone"])
+    removed = forget(index.store, index.manifest, str(docs / "a.txt"))
+    assert [Path(e.source).name for e in removed] == ["a.txt"]
+    entry = index.manifest.get(str(docs / "b.md"))
+    assert entry is not None
+    forget(index.store, index.manifest, entry.doc_id)
+    assert set(index.store.source_counts()) == {str(docs / "sub" / "c.txt")}
+
+
+def test_store_losing_points_is_detected_and_repaired(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs], ["everyone"])
+    index.store.delete_source(str(docs / "a.txt"))
+    report = index.pipeline.run([docs], ["everyone"])
+    assert report.changed == 1
+    assert index.store.count(source=str(docs / "a.txt")) > 0
