@@ -69,7 +69,7 @@ def _tree_rss_bytes(root_pid: int) -> int:
 def run_ingest(paths: list[Path], env: dict[str, str]) -> dict[str, Any]:
     """Run `appliance ingest --json` as a child process; measure time and memory around it."""
     cli = Path(sys.executable).with_name("appliance")
-    before_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = [0]
     started = time.perf_counter()
     child = subprocess.Popen([str(cli), "ingest", *map(str, paths), "--json"], env=env,
@@ -85,7 +85,8 @@ def run_ingest(paths: list[Path], env: dict[str, str]) -> dict[str, Any]:
     stdout, stderr = child.communicate()
     wall = time.perf_counter() - started
     sampler.join()
-    after_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if child.returncode not in (0, 1):  # 1: some files failed, the report is still printed
         raise RuntimeError(f"appliance ingest exited {child.returncode}:\n{stderr.strip()}")
     report: dict[str, Any] = json.loads(stdout)
@@ -96,7 +97,9 @@ def run_ingest(paths: list[Path], env: dict[str, str]) -> dict[str, Any]:
         "wall_seconds": round(wall, 3),
         "report_seconds": report["seconds"],
         # ru_maxrss of children is the largest single process (CLI or parser), not their sum.
-        "max_process_rss_mib": round(after_kib / 1024, 1) if after_kib > before_kib else None,
+        "cpu_seconds": round(cpu, 2),  # CLI and parser process, user + system
+        "max_process_rss_mib": (round(after.ru_maxrss / 1024, 1)
+                                if after.ru_maxrss > before.ru_maxrss else None),
         "tree_rss_peak_mib": round(peak[0] / 2**20, 1),
         "exit_code": child.returncode,
     }
@@ -136,12 +139,13 @@ def time_raw_encode(texts: list[str], batch_size: int, device: str) -> dict[str,
     started = time.perf_counter()
     model = SentenceTransformer(str(resolve_embed_model(None)), device=device,
                                 local_files_only=True)
-    loaded = time.perf_counter()
+    loaded, cpu_started = time.perf_counter(), time.process_time()
     model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                  convert_to_numpy=True, show_progress_bar=False)
-    done = time.perf_counter()
+    done, cpu_done = time.perf_counter(), time.process_time()
     return {"model_load_seconds": round(loaded - started, 3),
-            "encode_seconds": round(done - loaded, 3)}
+            "encode_seconds": round(done - loaded, 3),
+            "encode_cpu_seconds": round(cpu_done - cpu_started, 2)}
 
 
 def summarize(ingest: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
@@ -169,18 +173,21 @@ def print_table(result: dict[str, Any]) -> None:
     ing, raw, s = result["ingest"], result["raw_encode"], result["summary"]
     print(f"corpus: {result['corpus']} ({ing['files']} files, {ing['failed_files']} failed, "
           f"{ing['chunks']} chunks); device {result['device']}, "
-          f"batch size {result['batch_size']}, {os.cpu_count()} CPUs")
-    print(f"{'measure':<44}{'seconds':>10}{'chunks/s':>11}")
+          f"batch size {result['batch_size']}, {result['cpus']} CPUs, "
+          f"load average at start {result['load_average_1min']}")
+    print(f"{'measure':<44}{'seconds':>10}{'chunks/s':>11}{'CPU s':>9}")
     rows = [
         ("appliance ingest, report 'seconds' [headline]", ing["report_seconds"],
-         s["chunks_per_s_ingest_report"]),
+         s["chunks_per_s_ingest_report"], None),
         ("appliance ingest, wall clock (+start, load)", ing["wall_seconds"],
-         s["chunks_per_s_ingest_wall"]),
-        ("raw SentenceTransformer.encode", raw["encode_seconds"], s["chunks_per_s_raw_encode"]),
-        ("  (raw model load, not counted)", raw["model_load_seconds"], None),
+         s["chunks_per_s_ingest_wall"], ing["cpu_seconds"]),
+        ("raw SentenceTransformer.encode", raw["encode_seconds"], s["chunks_per_s_raw_encode"],
+         raw["encode_cpu_seconds"]),
+        ("  (raw model load, not counted)", raw["model_load_seconds"], None, None),
     ]
-    for name, seconds, rate in rows:
-        print(f"{name:<44}{seconds:>10.2f}{'' if rate is None else f'{rate:>11.2f}'}")
+    for name, seconds, rate, cpu in rows:
+        print(f"{name:<44}{seconds:>10.2f}{'' if rate is None else f'{rate:>11.2f}'}"
+              f"{'' if cpu is None else f'{cpu:>9.1f}'}")
     rss = ing["max_process_rss_mib"]
     print(f"peak RSS: largest single process {'n/a' if rss is None else f'{rss} MiB'} "
           f"(ru_maxrss of children); whole tree {ing['tree_rss_peak_mib']} MiB "
@@ -208,15 +215,17 @@ def main(argv: list[str] | None = None) -> int:
               "run `apt-get install python3.11-doc`", file=sys.stderr)
         return 2
 
+    from appliance.offline import enforce_offline
     from appliance.settings import load_settings
 
+    enforce_offline()  # as the CLI does: same environment for both sides
+    load_average = round(os.getloadavg()[0], 2)  # other work on the machine skews timings
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as data_dir:
         base = load_settings()
         device = base.embed_device or "cpu"
         overrides = {"data_dir": Path(data_dir), "qdrant_path": Path(data_dir) / "qdrant",
                      "embed_device": device}
         env = {**os.environ, **{f"APPLIANCE_{k.upper()}": str(v) for k, v in overrides.items()}}
-        env.setdefault("HF_HUB_OFFLINE", "1")
         try:
             ingest = run_ingest(paths, env)
         except RuntimeError as exc:
@@ -233,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": device,
         "batch_size": settings.embed_batch_size,
         "cpus": os.cpu_count(),
+        "load_average_1min": load_average,
         "ingest": ingest,
         "raw_encode": {"chunks": len(texts), **raw},
         "summary": summarize(ingest, raw),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,18 @@ class EdgeStore:
         response = self.shard.facet(qe.FacetRequest(key="source", limit=total, exact=True))
         # Deleted points can leave their value in the facet index with a count of 0.
         return {str(hit.value): int(hit.count) for hit in response.hits if hit.count > 0}
+
+    def iter_payloads(self, page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id and payload, in id order."""
+        offset: Any = None
+        while True:
+            records, offset = self.shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=page, with_payload=True)
+            )
+            for record in records:
+                yield str(record.id), dict(record.payload or {})
+            if offset is None:
+                return
 
     def flush(self) -> None:
         self.shard.flush()

@@ -1,0 +1,50 @@
+"""Run the real `appliance` command in a child process, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from appliance.store.edge import EdgeStore, read_collection_meta
+
+
+def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env["APPLIANCE_DATA_DIR"] = str(data_dir)
+    env.update(extra)
+    return env
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "appliance", *args]
+
+
+def run_cli(data_dir: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command(*args), env=cli_env(data_dir, **extra_env), cwd=data_dir.parent,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def run_json(data_dir: Path, *args: str, **extra_env: str) -> tuple[int, dict[str, Any]]:
+    result = run_cli(data_dir, *args, "--json", **extra_env)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def index_snapshot(data_dir: Path) -> dict[str, tuple[Any, ...]]:
+    """Every stored chunk, by point id, without the ingestion time."""
+    root = data_dir / "qdrant"
+    meta = read_collection_meta(root, "documents")
+    assert meta is not None
+    store = EdgeStore.open(root, "documents", int(meta["dimension"]), str(meta["embed_model"]))
+    try:
+        return {
+            point_id: (p["doc_id"], p["source"], p["position"], p["text"], tuple(p["acl"]),
+                       p["page"], p["section"])
+            for point_id, p in store.iter_payloads()
+        }
+    finally:
+        store.close()

@@ -1,0 +1,93 @@
+"""`appliance ingest`, `status` and `forget` end to end: real MiniLM, real Qdrant Edge."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.documents import write_corpus
+from tests.integration.cli import index_snapshot, run_cli, run_json
+
+pytestmark = pytest.mark.integration
+
+
+def test_ingest_status_reingest_and_forget(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    files = write_corpus(docs)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7 truncated")
+    (docs / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    data = tmp_path / "data"
+
+    code, report = run_json(data, "ingest", str(docs), "--acl", "staff")
+    assert code == 1
+    assert report["files"]["new"] == len(files)
+    assert sorted(Path(f["path"]).name for f in report["files"]["failed"]) == [
+        "broken.pdf", "photo.jpg"]
+    assert all(f["error"] for f in report["files"]["failed"])
+    assert report["chunks"]["added"] == report["chunks"]["total"] >= len(files)
+
+    snapshot = index_snapshot(data)
+    pages = {(Path(p[1]).name, p[5]) for p in snapshot.values() if p[5] is not None}
+    assert {("manual.pdf", 1), ("manual.pdf", 2)} <= pages
+    assert {p[4] for p in snapshot.values()} == {("staff",)}
+
+    code, status = run_json(data, "status")
+    assert code == 0
+    assert status["documents"] == len(files)
+    assert status["chunks"] == report["chunks"]["total"]
+    assert status["store"]["backend"] == "qdrant-edge"
+    assert status["embedding"]["dimension"] == 384
+
+    (docs / "broken.pdf").unlink()
+    (docs / "photo.jpg").unlink()
+    files["txt"].write_text("The printer on floor two is now named Caxton.", encoding="utf-8")
+    files["md"].unlink()
+    code, report = run_json(data, "ingest", str(docs), "--acl", "staff")
+    assert code == 0
+    assert report["files"] == {"new": 0, "changed": 1, "unchanged": len(files) - 2,
+                               "deleted": 1, "failed": []}
+    texts = " ".join(p[3] for p in index_snapshot(data).values())
+    assert "Caxton" in texts and "Gutenberg" not in texts and "ACME-Guest" not in texts
+
+    code, forgotten = run_json(data, "forget", str(files["pdf"]))
+    assert code == 0 and forgotten["removed"][0]["chunks"] == 2
+    assert not any(Path(p[1]).name == "manual.pdf" for p in index_snapshot(data).values())
+
+
+def test_human_output_and_missing_path(tmp_path: Path) -> None:
+    result = run_cli(tmp_path / "data", "ingest", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert "nowhere: no such file or folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_stops_before_anything_is_written(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("hello", encoding="utf-8")
+    result = run_cli(tmp_path / "data", "ingest", str(docs), APPLIANCE_CHUNK_SIZE="1000")
+    assert result.returncode == 2
+    assert "APPLIANCE_CHUNK_SIZE=1000" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_other_embedding_dimension_is_refused_before_writing(tmp_path: Path,
+                                                             embed_model_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer, models
+
+    base = SentenceTransformer(str(embed_model_dir), device="cpu")
+    smaller = SentenceTransformer(modules=[*base, models.Dense(384, 128)], device="cpu")
+    other_model = tmp_path / "minilm-128"
+    smaller.save(str(other_model))
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The first document.", encoding="utf-8")
+    data = tmp_path / "data"
+    assert run_json(data, "ingest", str(docs))[0] == 0
+    before = index_snapshot(data)
+
+    (docs / "b.txt").write_text("The second document.", encoding="utf-8")
+    result = run_cli(data, "ingest", str(docs), APPLIANCE_EMBED_MODEL=str(other_model))
+    assert result.returncode == 2
+    assert "384-dimensional" in result.stderr and "128-dimensional" in result.stderr
+    assert index_snapshot(data) == before
