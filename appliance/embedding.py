@@ -37,9 +37,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         try:
-            self._model = SentenceTransformer(
-                str(model_dir), device=device, local_files_only=True
-            )
+            self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         except Exception as exc:
             raise ModelError(f"cannot load embedding model {model_dir}: {exc}") from None
         self._name = model_dir.name if model_dir.name != "model" else model_dir.parent.name

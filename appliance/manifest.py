@@ -66,8 +66,14 @@ class Manifest:
     def put(self, entry: DocumentEntry) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.source, entry.doc_id, entry.size, entry.chunks, json.dumps(list(entry.acl)),
-             entry.ingested_at),
+            (
+                entry.source,
+                entry.doc_id,
+                entry.size,
+                entry.chunks,
+                json.dumps(list(entry.acl)),
+                entry.ingested_at,
+            ),
         )
 
     def remove(self, source: str) -> None:

@@ -72,8 +72,13 @@ def run_ingest(paths: list[Path], env: dict[str, str]) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = [0]
     started = time.perf_counter()
-    child = subprocess.Popen([str(cli), "ingest", *map(str, paths), "--json"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [str(cli), "ingest", *map(str, paths), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def sample() -> None:
         while child.poll() is None:
@@ -98,8 +103,9 @@ def run_ingest(paths: list[Path], env: dict[str, str]) -> dict[str, Any]:
         "report_seconds": report["seconds"],
         # ru_maxrss of children is the largest single process (CLI or parser), not their sum.
         "cpu_seconds": round(cpu, 2),  # CLI and parser process, user + system
-        "max_process_rss_mib": (round(after.ru_maxrss / 1024, 1)
-                                if after.ru_maxrss > before.ru_maxrss else None),
+        "max_process_rss_mib": (
+            round(after.ru_maxrss / 1024, 1) if after.ru_maxrss > before.ru_maxrss else None
+        ),
         "tree_rss_peak_mib": round(peak[0] / 2**20, 1),
         "exit_code": child.returncode,
     }
@@ -119,11 +125,13 @@ def read_chunk_texts(settings: Any) -> list[str]:
         offset: Any = None
         while True:
             records, offset = index.store.shard.scroll(
-                qe.ScrollRequest(limit=SCROLL_PAGE, offset=offset, with_payload=True))
+                qe.ScrollRequest(limit=SCROLL_PAGE, offset=offset, with_payload=True)
+            )
             for record in records:
                 payload = record.payload or {}
-                rows.append((str(payload["source"]), int(payload["position"]),
-                             str(payload["text"])))
+                rows.append(
+                    (str(payload["source"]), int(payload["position"]), str(payload["text"]))
+                )
             if offset is None:
                 break
     finally:
@@ -137,15 +145,23 @@ def time_raw_encode(texts: list[str], batch_size: int, device: str) -> dict[str,
     from appliance.models import resolve_embed_model
 
     started = time.perf_counter()
-    model = SentenceTransformer(str(resolve_embed_model(None)), device=device,
-                                local_files_only=True)
+    model = SentenceTransformer(
+        str(resolve_embed_model(None)), device=device, local_files_only=True
+    )
     loaded, cpu_started = time.perf_counter(), time.process_time()
-    model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                 convert_to_numpy=True, show_progress_bar=False)
+    model.encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
     done, cpu_done = time.perf_counter(), time.process_time()
-    return {"model_load_seconds": round(loaded - started, 3),
-            "encode_seconds": round(done - loaded, 3),
-            "encode_cpu_seconds": round(cpu_done - cpu_started, 2)}
+    return {
+        "model_load_seconds": round(loaded - started, 3),
+        "encode_seconds": round(done - loaded, 3),
+        "encode_cpu_seconds": round(cpu_done - cpu_started, 2),
+    }
 
 
 def summarize(ingest: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
@@ -171,37 +187,61 @@ def summarize(ingest: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
 
 def print_table(result: dict[str, Any]) -> None:
     ing, raw, s = result["ingest"], result["raw_encode"], result["summary"]
-    print(f"corpus: {result['corpus']} ({ing['files']} files, {ing['failed_files']} failed, "
-          f"{ing['chunks']} chunks); device {result['device']}, "
-          f"batch size {result['batch_size']}, {result['cpus']} CPUs, "
-          f"load average at start {result['load_average_1min']}")
+    print(
+        f"corpus: {result['corpus']} ({ing['files']} files, {ing['failed_files']} failed, "
+        f"{ing['chunks']} chunks); device {result['device']}, "
+        f"batch size {result['batch_size']}, {result['cpus']} CPUs, "
+        f"load average at start {result['load_average_1min']}"
+    )
     print(f"{'measure':<44}{'seconds':>10}{'chunks/s':>11}{'CPU s':>9}")
     rows = [
-        ("appliance ingest, report 'seconds' [headline]", ing["report_seconds"],
-         s["chunks_per_s_ingest_report"], None),
-        ("appliance ingest, wall clock (+start, load)", ing["wall_seconds"],
-         s["chunks_per_s_ingest_wall"], ing["cpu_seconds"]),
-        ("raw SentenceTransformer.encode", raw["encode_seconds"], s["chunks_per_s_raw_encode"],
-         raw["encode_cpu_seconds"]),
+        (
+            "appliance ingest, report 'seconds' [headline]",
+            ing["report_seconds"],
+            s["chunks_per_s_ingest_report"],
+            None,
+        ),
+        (
+            "appliance ingest, wall clock (+start, load)",
+            ing["wall_seconds"],
+            s["chunks_per_s_ingest_wall"],
+            ing["cpu_seconds"],
+        ),
+        (
+            "raw SentenceTransformer.encode",
+            raw["encode_seconds"],
+            s["chunks_per_s_raw_encode"],
+            raw["encode_cpu_seconds"],
+        ),
         ("  (raw model load, not counted)", raw["model_load_seconds"], None, None),
     ]
     for name, seconds, rate, cpu in rows:
-        print(f"{name:<44}{seconds:>10.2f}{'' if rate is None else f'{rate:>11.2f}'}"
-              f"{'' if cpu is None else f'{cpu:>9.1f}'}")
+        print(
+            f"{name:<44}{seconds:>10.2f}{'' if rate is None else f'{rate:>11.2f}'}"
+            f"{'' if cpu is None else f'{cpu:>9.1f}'}"
+        )
     rss = ing["max_process_rss_mib"]
-    print(f"peak RSS: largest single process {'n/a' if rss is None else f'{rss} MiB'} "
-          f"(ru_maxrss of children); whole tree {ing['tree_rss_peak_mib']} MiB "
-          f"(sampled every {SAMPLE_S} s)")
-    print(f"ingest / raw encode: {s['ratio_report_over_raw']:.3f} (report seconds), "
-          f"{s['ratio_wall_over_raw']:.3f} (wall clock)")
-    print(f"pipeline overhead over raw encoding: {s['overhead_report']:.1%} "
-          f"(target < {TARGET_OVERHEAD:.0%}): {s['verdict']}  "
-          f"[wall clock: {s['overhead_wall']:.1%}]")
+    print(
+        f"peak RSS: largest single process {'n/a' if rss is None else f'{rss} MiB'} "
+        f"(ru_maxrss of children); whole tree {ing['tree_rss_peak_mib']} MiB "
+        f"(sampled every {SAMPLE_S} s)"
+    )
+    print(
+        f"ingest / raw encode: {s['ratio_report_over_raw']:.3f} (report seconds), "
+        f"{s['ratio_wall_over_raw']:.3f} (wall clock)"
+    )
+    print(
+        f"pipeline overhead over raw encoding: {s['overhead_report']:.1%} "
+        f"(target < {TARGET_OVERHEAD:.0%}): {s['verdict']}  "
+        f"[wall clock: {s['overhead_wall']:.1%}]"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest_bench",
-                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest_bench",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
     parser.add_argument("--subset", choices=FOLDERS, help="only this folder (faq: a quick check)")
     parser.add_argument("--docs-root", type=Path, default=DOCS_ROOT, help="the docs' HTML root")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -211,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = corpus_paths(args.docs_root, args.subset)
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        print(f"the Python 3.11 docs are missing ({', '.join(missing)}): "
-              "run `apt-get install python3.11-doc`", file=sys.stderr)
+        print(
+            f"the Python 3.11 docs are missing ({', '.join(missing)}): "
+            "run `apt-get install python3.11-doc`",
+            file=sys.stderr,
+        )
         return 2
 
     from appliance.offline import enforce_offline
@@ -223,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as data_dir:
         base = load_settings()
         device = base.embed_device or "cpu"
-        overrides = {"data_dir": Path(data_dir), "qdrant_path": Path(data_dir) / "qdrant",
-                     "embed_device": device}
+        overrides = {
+            "data_dir": Path(data_dir),
+            "qdrant_path": Path(data_dir) / "qdrant",
+            "embed_device": device,
+        }
         env = {**os.environ, **{f"APPLIANCE_{k.upper()}": str(v) for k, v in overrides.items()}}
         try:
             ingest = run_ingest(paths, env)
@@ -234,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(**overrides)
         texts = read_chunk_texts(settings)
     if len(texts) != ingest["chunks"]:
-        print(f"warning: the store holds {len(texts)} chunks, the report says {ingest['chunks']}",
-              file=sys.stderr)
+        print(
+            f"warning: the store holds {len(texts)} chunks, the report says {ingest['chunks']}",
+            file=sys.stderr,
+        )
     raw = time_raw_encode(texts, settings.embed_batch_size, device)
     result = {
         "corpus": args.subset or "python311",

@@ -163,8 +163,10 @@ def load_sections(path: Path) -> list[TextSection]:
         raise
     except Exception as exc:
         kind = suffix.lstrip(".").upper()
-        raise LoadError(f"cannot read as {kind} ({type(exc).__name__}: {exc}); "
-                        "is the file corrupt or mislabelled?") from None
+        raise LoadError(
+            f"cannot read as {kind} ({type(exc).__name__}: {exc}); "
+            "is the file corrupt or mislabelled?"
+        ) from None
     sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise LoadError("no extractable text (a scanned document without a text layer?)")

@@ -80,16 +80,23 @@ def utc_now() -> str:
 
 
 class IngestPipeline:
-    def __init__(self, store: VectorStore, embedder: Embedder, manifest: Manifest,
-                 parser: Parser, max_file_bytes: int) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        manifest: Manifest,
+        parser: Parser,
+        max_file_bytes: int,
+    ) -> None:
         self._store = store
         self._embedder = embedder
         self._manifest = manifest
         self._parser = parser
         self._max_file_bytes = max_file_bytes
 
-    def run(self, paths: list[Path], acl: Sequence[str],
-            progress: Progress | None = None) -> IngestReport:
+    def run(
+        self, paths: list[Path], acl: Sequence[str], progress: Progress | None = None
+    ) -> IngestReport:
         started = time.monotonic()
         progress = progress or _NoProgress()
         report = IngestReport()
@@ -135,8 +142,10 @@ class IngestPipeline:
             size = path.stat().st_size
             if size > self._max_file_bytes:
                 limit_mb = self._max_file_bytes / 1_000_000
-                raise LoadError(f"over the size limit ({size / 1_000_000:.1f} MB > "
-                                f"{limit_mb:g} MB, APPLIANCE_MAX_FILE_SIZE_MB)")
+                raise LoadError(
+                    f"over the size limit ({size / 1_000_000:.1f} MB > "
+                    f"{limit_mb:g} MB, APPLIANCE_MAX_FILE_SIZE_MB)"
+                )
             doc_id = sha256_file(path)
         except (OSError, LoadError) as exc:
             reason = str(exc) if isinstance(exc, LoadError) else f"cannot read: {exc.strerror}"
@@ -150,11 +159,13 @@ class IngestPipeline:
             return False
         # The manifest vouches for this version; check the store still holds exactly it.
         source = str(candidate.path)
-        return self._store.count(source=source) == previous.chunks == self._store.count(
-            source=source, doc_id=candidate.doc_id)
+        return (
+            self._store.count(source=source)
+            == previous.chunks
+            == self._store.count(source=source, doc_id=candidate.doc_id)
+        )
 
-    def _keep(self, candidate: _Candidate, groups: tuple[str, ...],
-              report: IngestReport) -> None:
+    def _keep(self, candidate: _Candidate, groups: tuple[str, ...], report: IngestReport) -> None:
         previous = candidate.previous
         assert previous is not None
         if previous.acl == groups:
@@ -162,8 +173,11 @@ class IngestPipeline:
             return
         self._store.set_acl(previous.source, groups)
         self._store.flush()
-        self._manifest.put(DocumentEntry(previous.source, previous.doc_id, previous.size,
-                                         previous.chunks, groups, utc_now()))
+        self._manifest.put(
+            DocumentEntry(
+                previous.source, previous.doc_id, previous.size, previous.chunks, groups, utc_now()
+            )
+        )
         report.changed += 1
 
     def _fail(self, candidate: _Candidate, reason: str, report: IngestReport) -> None:
@@ -175,18 +189,32 @@ class IngestPipeline:
         else:
             self._store.delete_source(str(candidate.path))
 
-    def _write(self, parsed: list[_Parsed], groups: tuple[str, ...], report: IngestReport,
-               progress: Progress) -> None:
+    def _write(
+        self,
+        parsed: list[_Parsed],
+        groups: tuple[str, ...],
+        report: IngestReport,
+        progress: Progress,
+    ) -> None:
         if not parsed:
             return
         now = utc_now()
         chunks = [
-            IndexedChunk(p.candidate.doc_id, str(p.candidate.path), c.position, c.text, groups,
-                         now, page=c.page, section=c.section)
-            for p in parsed for c in p.chunks
+            IndexedChunk(
+                p.candidate.doc_id,
+                str(p.candidate.path),
+                c.position,
+                c.text,
+                groups,
+                now,
+                page=c.page,
+                section=c.section,
+            )
+            for p in parsed
+            for c in p.chunks
         ]
         for start in range(0, len(chunks), EMBED_GROUP_CHUNKS):
-            batch = chunks[start:start + EMBED_GROUP_CHUNKS]
+            batch = chunks[start : start + EMBED_GROUP_CHUNKS]
             self._store.upsert(batch, self._embedder.embed([c.text for c in batch]))
             progress.advance(chunks=len(batch))
         self._store.flush()
@@ -195,8 +223,9 @@ class IngestPipeline:
         self._store.flush()
         for p in parsed:
             c = p.candidate
-            self._manifest.put(DocumentEntry(str(c.path), c.doc_id, c.size, len(p.chunks),
-                                             groups, now))
+            self._manifest.put(
+                DocumentEntry(str(c.path), c.doc_id, c.size, len(p.chunks), groups, now)
+            )
             if c.previous is None:
                 report.new += 1
             else:
@@ -227,7 +256,9 @@ def forget(store: VectorStore, manifest: Manifest, target: str) -> list[Document
     entries = manifest.by_doc_id(target.lower())
     if not entries:
         path = Path(target).expanduser().resolve()
-        entries = [e for e in manifest.entries() if e.source == str(path) or is_under(e.source, path)]
+        entries = [
+            e for e in manifest.entries() if e.source == str(path) or is_under(e.source, path)
+        ]
     for entry in entries:
         store.delete_source(entry.source)
     store.flush()

@@ -71,16 +71,22 @@ def write_corpus(folder: Path) -> dict[str, Path]:
     """One file of each supported format, each with a distinctive fact."""
     folder.mkdir(parents=True, exist_ok=True)
     return {
-        "pdf": write_pdf(folder / "manual.pdf", ["The pump runs at 1450 rpm.",
-                                                  "Replace the filter every 90 days."]),
+        "pdf": write_pdf(
+            folder / "manual.pdf",
+            ["The pump runs at 1450 rpm.", "Replace the filter every 90 days."],
+        ),
         "docx": write_docx(folder / "policy.docx", ["Visitors sign in at the front desk."]),
-        "pptx": write_pptx(folder / "deck.pptx", ["Quarterly goals. Ship the appliance.",
-                                                   "Hiring. Two engineers in Q3."]),
+        "pptx": write_pptx(
+            folder / "deck.pptx",
+            ["Quarterly goals. Ship the appliance.", "Hiring. Two engineers in Q3."],
+        ),
         "xlsx": write_xlsx(folder / "budget.xlsx", [["item", "cost"], ["laptops", "12000"]]),
         "csv": _write(folder / "phones.csv", "name,extension\nHelpdesk,4444\nReception,1000\n"),
-        "html": _write(folder / "guide.html",
-                       "<html><body><section id='doors'><h1>Doors</h1>"
-                       "<p>The back door closes at 19:00.</p></section></body></html>"),
+        "html": _write(
+            folder / "guide.html",
+            "<html><body><section id='doors'><h1>Doors</h1>"
+            "<p>The back door closes at 19:00.</p></section></body></html>",
+        ),
         "md": _write(folder / "notes.md", "# Notes\n\nThe wifi is called ACME-Guest.\n"),
         "txt": _write(folder / "readme.txt", "The printer on floor two is named Gutenberg.\n"),
         "eml": write_eml(folder / "mail.eml", "Fire drill", "The fire drill is on Thursday."),

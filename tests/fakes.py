@@ -23,8 +23,10 @@ class HashEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         self.calls += 1
-        return [[b / 255 + 0.01 for b in hashlib.sha256(t.encode()).digest()[: self.dimension]]
-                for t in texts]
+        return [
+            [b / 255 + 0.01 for b in hashlib.sha256(t.encode()).digest()[: self.dimension]]
+            for t in texts
+        ]
 
 
 class InlineParser:

@@ -23,10 +23,16 @@ DEFAULT_GROUP = "everyone"
 
 
 def ingest(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Files or folders (recursive). Default: APPLIANCE_DOCS_DIR.")] = None,
-    acl: Annotated[list[str] | None, typer.Option(
-        "--acl", help="Group allowed to read these files (repeatable). Default: everyone.")] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Files or folders (recursive). Default: APPLIANCE_DOCS_DIR."),
+    ] = None,
+    acl: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--acl", help="Group allowed to read these files (repeatable). Default: everyone."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Ingest files or folders into the document index.
@@ -54,8 +60,13 @@ def ingest(
             config = ChunkConfig(index.embed_model_dir, settings.chunk_size, settings.chunk_overlap)
             show_bar = not as_json and sys.stderr.isatty()
             with ParserProcess(config, settings.parse_timeout_s) as parser:
-                pipeline = IngestPipeline(index.store, embedder, index.manifest, parser,
-                                          int(settings.max_file_size_mb * 1_000_000))
+                pipeline = IngestPipeline(
+                    index.store,
+                    embedder,
+                    index.manifest,
+                    parser,
+                    int(settings.max_file_size_mb * 1_000_000),
+                )
                 progress = _terminal_progress() if show_bar else None
                 with progress if progress is not None else nullcontext():
                     report = pipeline.run(list(targets), groups, progress)
@@ -102,11 +113,18 @@ def forget(
         finally:
             index.close()
         if not removed:
-            raise ConfigError(f"no indexed document matches {target!r}: "
-                              "see `appliance status` for what the index holds")
+            raise ConfigError(
+                f"no indexed document matches {target!r}: "
+                "see `appliance status` for what the index holds"
+            )
     if as_json:
-        print_json({"removed": [{"source": e.source, "doc_id": e.doc_id, "chunks": e.chunks}
-                                for e in removed]})
+        print_json(
+            {
+                "removed": [
+                    {"source": e.source, "doc_id": e.doc_id, "chunks": e.chunks} for e in removed
+                ]
+            }
+        )
     else:
         for entry in removed:
             typer.echo(f"removed {entry.source} ({entry.chunks} chunks)")
@@ -128,8 +146,11 @@ def status(
         "chunks": info.points,
         "collection": info.collection,
         "store": {"backend": info.backend, "path": info.location},
-        "embedding": {"model": info.embed_model, "path": str(index.embed_model_dir),
-                      "dimension": info.dimension},
+        "embedding": {
+            "model": info.embed_model,
+            "path": str(index.embed_model_dir),
+            "dimension": info.dimension,
+        },
     }
     if as_json:
         print_json(data)
@@ -138,5 +159,6 @@ def status(
     typer.echo(f"chunks:     {info.points}")
     typer.echo(f"collection: {info.collection}")
     typer.echo(f"store:      {info.backend} at {info.location}")
-    typer.echo(f"embedding:  {info.embed_model} ({info.dimension} dimensions) "
-               f"from {index.embed_model_dir}")
+    typer.echo(
+        f"embedding:  {info.embed_model} ({info.dimension} dimensions) from {index.embed_model_dir}"
+    )

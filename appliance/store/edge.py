@@ -26,6 +26,10 @@ def _match(key: str, value: str) -> qe.FieldCondition:
     return qe.FieldCondition(key=key, match=qe.MatchValue(value))
 
 
+def _of_source(source: str) -> qe.Filter:
+    return qe.Filter(must=[_match("source", source)])
+
+
 def _filter(source: str | None = None, doc_id: str | None = None) -> qe.Filter | None:
     must: list[Any] = []
     if source is not None:
@@ -55,8 +59,14 @@ def _write_collection_meta(root: Path, collection: str, meta: dict[str, Any]) ->
 class EdgeStore:
     """One collection = one Edge shard folder under the store root, owned by one process."""
 
-    def __init__(self, root: Path, collection: str, shard: qe.EdgeShard, lock: OwnerLock,
-                 meta: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        collection: str,
+        shard: qe.EdgeShard,
+        lock: OwnerLock,
+        meta: dict[str, Any],
+    ) -> None:
         self._root = root
         self._collection = collection
         self._shard: qe.EdgeShard | None = shard
@@ -75,7 +85,8 @@ class EdgeStore:
                     f"collection '{collection}' holds {meta['dimension']}-dimensional vectors "
                     f"from '{meta.get('embed_model')}', but the configured embedding model "
                     f"'{embed_model}' makes {dimension}-dimensional ones. Set "
-                    "APPLIANCE_EMBED_MODEL back, or use a new APPLIANCE_COLLECTION and ingest again."
+                    "APPLIANCE_EMBED_MODEL back, or use a new APPLIANCE_COLLECTION and "
+                    "ingest again."
                 )
             shard = cls._open_shard(root / collection, dimension)
             if meta is None:
@@ -97,9 +108,13 @@ class EdgeStore:
             else:
                 shard = qe.EdgeShard.create(str(shard_dir), config)
             for name in KEYWORD_FIELDS:
-                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+                shard.update(
+                    qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
+                )
             for name in INTEGER_FIELDS:
-                shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Integer))
+                shard.update(
+                    qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Integer)
+                )
             shard.flush()
         except Exception as exc:
             if "ncompatible" in str(exc):
@@ -135,22 +150,25 @@ class EdgeStore:
             self.shard.update(qe.UpdateOperation.upsert_points(points))
 
     def delete_stale(self, source: str, doc_id: str, chunk_count: int) -> None:
-        other_versions = qe.Filter(must=[_match("source", source)],
-                                   must_not=[_match("doc_id", doc_id)])
-        beyond_end = qe.Filter(must=[
-            _match("source", source),
-            _match("doc_id", doc_id),
-            qe.FieldCondition(key="position", range=qe.RangeFloat(gte=chunk_count)),
-        ])
+        other_versions = qe.Filter(
+            must=[_match("source", source)], must_not=[_match("doc_id", doc_id)]
+        )
+        beyond_end = qe.Filter(
+            must=[
+                _match("source", source),
+                _match("doc_id", doc_id),
+                qe.FieldCondition(key="position", range=qe.RangeFloat(gte=chunk_count)),
+            ]
+        )
         self.shard.update(qe.UpdateOperation.delete_points_by_filter(other_versions))
         self.shard.update(qe.UpdateOperation.delete_points_by_filter(beyond_end))
 
     def delete_source(self, source: str) -> None:
-        self.shard.update(qe.UpdateOperation.delete_points_by_filter(_filter(source=source)))
+        self.shard.update(qe.UpdateOperation.delete_points_by_filter(_of_source(source)))
 
     def set_acl(self, source: str, acl: Sequence[str]) -> None:
         self.shard.update(
-            qe.UpdateOperation.set_payload_by_filter(_filter(source=source), {"acl": list(acl)})
+            qe.UpdateOperation.set_payload_by_filter(_of_source(source), {"acl": list(acl)})
         )
 
     def count(self, source: str | None = None, doc_id: str | None = None) -> int:

@@ -24,8 +24,15 @@ def command(*args: str) -> list[str]:
 
 
 def run_cli(data_dir: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command(*args), env=cli_env(data_dir, **extra_env), cwd=data_dir.parent,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        command(*args),
+        env=cli_env(data_dir, **extra_env),
+        cwd=data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def run_json(data_dir: Path, *args: str, **extra_env: str) -> tuple[int, dict[str, Any]]:
@@ -42,8 +49,15 @@ def index_snapshot(data_dir: Path) -> dict[str, tuple[Any, ...]]:
     store = EdgeStore.open(root, "documents", int(meta["dimension"]), str(meta["embed_model"]))
     try:
         return {
-            point_id: (p["doc_id"], p["source"], p["position"], p["text"], tuple(p["acl"]),
-                       p["page"], p["section"])
+            point_id: (
+                p["doc_id"],
+                p["source"],
+                p["position"],
+                p["text"],
+                tuple(p["acl"]),
+                p["page"],
+                p["section"],
+            )
             for point_id, p in store.iter_payloads()
         }
     finally:

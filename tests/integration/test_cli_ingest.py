@@ -21,7 +21,9 @@ def test_ingest_status_reingest_and_forget(tmp_path: Path) -> None:
     assert code == 1
     assert report["files"]["new"] == len(files)
     assert sorted(Path(f["path"]).name for f in report["files"]["failed"]) == [
-        "broken.pdf", "photo.jpg"]
+        "broken.pdf",
+        "photo.jpg",
+    ]
     assert all(f["error"] for f in report["files"]["failed"])
     assert report["chunks"]["added"] == report["chunks"]["total"] >= len(files)
 
@@ -43,8 +45,13 @@ def test_ingest_status_reingest_and_forget(tmp_path: Path) -> None:
     files["md"].unlink()
     code, report = run_json(data, "ingest", str(docs), "--acl", "staff")
     assert code == 0
-    assert report["files"] == {"new": 0, "changed": 1, "unchanged": len(files) - 2,
-                               "deleted": 1, "failed": []}
+    assert report["files"] == {
+        "new": 0,
+        "changed": 1,
+        "unchanged": len(files) - 2,
+        "deleted": 1,
+        "failed": [],
+    }
     texts = " ".join(p[3] for p in index_snapshot(data).values())
     assert "Caxton" in texts and "Gutenberg" not in texts and "ACME-Guest" not in texts
 
@@ -70,8 +77,9 @@ def test_bad_setting_stops_before_anything_is_written(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_other_embedding_dimension_is_refused_before_writing(tmp_path: Path,
-                                                             embed_model_dir: Path) -> None:
+def test_other_embedding_dimension_is_refused_before_writing(
+    tmp_path: Path, embed_model_dir: Path
+) -> None:
     from sentence_transformers import SentenceTransformer, models
 
     base = SentenceTransformer(str(embed_model_dir), device="cpu")

@@ -20,8 +20,9 @@ SMALL_CHUNKS = {"APPLIANCE_CHUNK_SIZE": "48", "APPLIANCE_CHUNK_OVERLAP": "8"}
 def write_docs(folder: Path, count: int = 24) -> None:
     folder.mkdir()
     for n in range(count):
-        sentences = [f"Document {n} states fact number {k} about topic {n * k % 17}."
-                     for k in range(180)]
+        sentences = [
+            f"Document {n} states fact number {k} about topic {n * k % 17}." for k in range(180)
+        ]
         (folder / f"doc-{n:02d}.txt").write_text(" ".join(sentences), encoding="utf-8")
 
 
@@ -37,10 +38,14 @@ def manifest_rows(data: Path) -> int:
 
 
 def kill_when(data: Path, docs: Path, ready: Callable[[], bool]) -> None:
-    child = subprocess.Popen(command("ingest", str(docs), "--json"),
-                             env=cli_env(data, **SMALL_CHUNKS), cwd=data.parent,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        command("ingest", str(docs), "--json"),
+        env=cli_env(data, **SMALL_CHUNKS),
+        cwd=data.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not ready() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -70,15 +75,20 @@ def test_second_process_is_told_the_store_is_in_use(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     write_docs(docs, count=12)
     data = tmp_path / "data"
-    owner = subprocess.Popen(command("ingest", str(docs), "--json"),
-                             env=cli_env(data, **SMALL_CHUNKS), cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(
+        command("ingest", str(docs), "--json"),
+        env=cli_env(data, **SMALL_CHUNKS),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = data / "qdrant" / "documents.lock"
     deadline = time.monotonic() + 300
     while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
     second = run_cli(data, "status")
-    out, err = owner.communicate(timeout=600)
+    _out, err = owner.communicate(timeout=600)
     assert owner.returncode == 0, err
     assert second.returncode == 2
     assert f"in use by another appliance process (pid {owner.pid})" in second.stderr

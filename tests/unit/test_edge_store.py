@@ -7,8 +7,8 @@ from appliance.errors import DimensionMismatchError, StoreLockedError
 from appliance.store.edge import EdgeStore
 
 
-def chunk(source: str, doc_id: str, position: int, acl: tuple[str, ...] = ("everyone",)) -> IndexedChunk:
-    return IndexedChunk(doc_id, source, position, f"text {doc_id} {position}", acl, "now")
+def chunk(source: str, doc_id: str, position: int) -> IndexedChunk:
+    return IndexedChunk(doc_id, source, position, f"text {doc_id} {position}", ("everyone",), "now")
 
 
 def test_points_survive_close_and_reopen(tmp_path: Path) -> None:

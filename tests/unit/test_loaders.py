@@ -18,9 +18,17 @@ def text_of(path: Path) -> str:
 
 @pytest.mark.parametrize(
     ("kind", "fact"),
-    [("pdf", "1450 rpm"), ("docx", "front desk"), ("pptx", "Two engineers"),
-     ("xlsx", "12000"), ("csv", "4444"), ("html", "19:00"), ("md", "ACME-Guest"),
-     ("txt", "Gutenberg"), ("eml", "Thursday")],
+    [
+        ("pdf", "1450 rpm"),
+        ("docx", "front desk"),
+        ("pptx", "Two engineers"),
+        ("xlsx", "12000"),
+        ("csv", "4444"),
+        ("html", "19:00"),
+        ("md", "ACME-Guest"),
+        ("txt", "Gutenberg"),
+        ("eml", "Thursday"),
+    ],
 )
 def test_each_format_yields_its_text(corpus: dict[str, Path], kind: str, fact: str) -> None:
     assert fact in text_of(corpus[kind])
@@ -41,8 +49,11 @@ def test_html_keeps_section_ids(corpus: dict[str, Path]) -> None:
 
 def test_html_without_sections_uses_body_text_not_scripts(tmp_path: Path) -> None:
     page = tmp_path / "plain.html"
-    page.write_text("<html><head><title>T</title><script>var secret=1;</script></head>"
-                    "<body><p>Visible words.</p></body></html>", encoding="utf-8")
+    page.write_text(
+        "<html><head><title>T</title><script>var secret=1;</script></head>"
+        "<body><p>Visible words.</p></body></html>",
+        encoding="utf-8",
+    )
     sections = load_sections(page)
     assert "Visible words." in sections[0].text
     assert "secret" not in sections[0].text
@@ -73,8 +84,9 @@ def test_eml_includes_subject(corpus: dict[str, Path]) -> None:
         ("blank.html", b"<html><body>   </body></html>", "no extractable text"),
     ],
 )
-def test_bad_files_raise_a_clear_reason(tmp_path: Path, name: str, content: bytes,
-                                        reason: str) -> None:
+def test_bad_files_raise_a_clear_reason(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(LoadError, match=reason):

@@ -21,8 +21,9 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.resolved_qdrant_path == Path("/srv/index")
 
 
-def test_yaml_file_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
+def test_yaml_file_is_read_and_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     config = tmp_path / "appliance.yaml"
     config.write_text("collection: handbook\nchunk_size: 150\n", encoding="utf-8")
     monkeypatch.setenv("APPLIANCE_CONFIG", str(config))
@@ -39,11 +40,16 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("APPLIANCE_CHUNK_SIZE", "5"), ("APPLIANCE_CHUNK_SIZE", "lots"),
-     ("APPLIANCE_COLLECTION", "../escape"), ("APPLIANCE_MAX_FILE_SIZE_MB", "-1")],
+    [
+        ("APPLIANCE_CHUNK_SIZE", "5"),
+        ("APPLIANCE_CHUNK_SIZE", "lots"),
+        ("APPLIANCE_COLLECTION", "../escape"),
+        ("APPLIANCE_MAX_FILE_SIZE_MB", "-1"),
+    ],
 )
-def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch, name: str,
-                                     value: str) -> None:
+def test_bad_value_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as error:
         load_settings()
