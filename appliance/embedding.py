@@ -23,6 +23,11 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
+def model_display_name(model_dir: Path) -> str:
+    """A packaged model lives in `<package>/model`: the package name says more."""
+    return model_dir.name if model_dir.name != "model" else model_dir.parent.name
+
+
 def declared_dimension(model_dir: Path) -> int | None:
     """The output dimension a sentence-transformers folder declares, without loading it."""
     pooling = model_dir / "1_Pooling" / "config.json"
@@ -40,7 +45,7 @@ class SentenceTransformerEmbedder:
             self._model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         except Exception as exc:
             raise ModelError(f"cannot load embedding model {model_dir}: {exc}") from None
-        self._name = model_dir.name if model_dir.name != "model" else model_dir.parent.name
+        self._name = model_display_name(model_dir)
         self._batch_size = batch_size
         dimension = self._model.get_embedding_dimension()
         if dimension is None:

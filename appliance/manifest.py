@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from appliance.domain import DocumentEntry
+from appliance.errors import StoreError
 
 MIGRATIONS = [
     """
@@ -32,10 +33,16 @@ MIGRATIONS = [
 class Manifest:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._migrate()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open the ingestion manifest {path} ({exc}): restore it from backup, "
+                "or delete it and ingest again (unchanged files are then re-embedded)"
+            ) from None
 
     def _migrate(self) -> None:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])

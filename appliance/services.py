@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.embedding import Embedder, SentenceTransformerEmbedder, declared_dimension
+from appliance.embedding import (
+    Embedder,
+    SentenceTransformerEmbedder,
+    declared_dimension,
+    model_display_name,
+)
 from appliance.errors import ConfigError
 from appliance.manifest import Manifest
 from appliance.models import resolve_embed_model
@@ -34,10 +39,6 @@ def _check_backend(settings: Settings) -> None:
         )
 
 
-def embed_model_name(model_dir: Path) -> str:
-    return model_dir.name if model_dir.name != "model" else model_dir.parent.name
-
-
 def build_embedder(settings: Settings) -> Embedder:
     return SentenceTransformerEmbedder(
         resolve_embed_model(settings.embed_model),
@@ -56,7 +57,7 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSer
     else:
         meta = read_collection_meta(root, settings.collection)
         dimension = int(meta["dimension"]) if meta else (declared_dimension(model_dir) or 0)
-        name = str(meta["embed_model"]) if meta else embed_model_name(model_dir)
+        name = str(meta["embed_model"]) if meta else model_display_name(model_dir)
         if dimension == 0:
             embedder = build_embedder(settings)
             dimension, name = embedder.dimension, embedder.name

@@ -35,6 +35,14 @@ def user_errors() -> Iterator[None]:
         kind = "configuration error" if isinstance(exc, ConfigError) else "error"
         typer.echo(f"{kind}: {exc}", err=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(
+            f"error: {exc.strerror or exc}{where}: check the path and its permissions "
+            "(APPLIANCE_DATA_DIR, APPLIANCE_QDRANT_PATH)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None

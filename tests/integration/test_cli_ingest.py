@@ -99,3 +99,12 @@ def test_other_embedding_dimension_is_refused_before_writing(
     assert result.returncode == 2
     assert "384-dimensional" in result.stderr and "128-dimensional" in result.stderr
     assert index_snapshot(data) == before
+
+
+def test_unwritable_data_dir_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x", encoding="utf-8")
+    result = run_cli(tmp_path / "data", "status", APPLIANCE_QDRANT_PATH=str(blocker / "qdrant"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "APPLIANCE_QDRANT_PATH" in result.stderr

@@ -61,3 +61,13 @@ def test_other_dimension_is_refused_and_nothing_changes(tmp_path: Path) -> None:
     reopened = EdgeStore.open(tmp_path, "docs", 4, "model-a")
     assert reopened.count() == 1
     reopened.close()
+
+
+def test_damaged_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    from appliance.errors import StoreError
+    from appliance.manifest import Manifest
+
+    damaged = tmp_path / "manifest.sqlite3"
+    damaged.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="delete it and ingest again"):
+        Manifest(damaged)
