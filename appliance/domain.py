@@ -69,6 +69,20 @@ class IndexedChunk:
 
 
 @dataclass(frozen=True)
+class RetrievedPassage:
+    """A stored chunk returned for a question, with its similarity score (cosine, -1..1)."""
+
+    chunk_id: str
+    doc_id: str
+    source: str
+    position: int
+    text: str
+    score: float
+    page: int | None = None
+    section: str | None = None
+
+
+@dataclass(frozen=True)
 class DocumentEntry:
     """A document the index holds, as the manifest records it."""
 

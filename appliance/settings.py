@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -68,6 +68,45 @@ class Settings(BaseSettings):
     parse_timeout_s: float = Field(
         120, gt=0, description="Longest time one file may take to parse before it is given up."
     )
+    llm_model: Path | None = Field(
+        None,
+        description="GGUF model file that answers questions. Default: Gemma 3 270M Q4_K_M, "
+        "prepared in <data_dir>/models by `appliance models prepare`.",
+    )
+    llm_adapter: Path | None = Field(
+        None, description="GGUF LoRA adapter loaded on top of the model (see `finetune`)."
+    )
+    llm_prompt_mode: Literal["auto", "completion", "chat"] = Field(
+        "auto",
+        description="auto: chat mode when the GGUF carries a chat template, else a completion "
+        "prompt (base models).",
+    )
+    llm_context_size: int = Field(
+        2048, ge=512, le=131072, description="Context window in tokens (prompt + answer)."
+    )
+    llm_threads: int | None = Field(
+        None, ge=1, description="CPU threads for generation. Default: all cores."
+    )
+    llm_gpu_layers: int = Field(
+        0, ge=-1, description="Layers offloaded to the GPU (-1: all; needs a CUDA build)."
+    )
+    llm_max_tokens: int = Field(256, ge=1, description="Longest answer, in tokens.")
+    llm_temperature: float = Field(
+        0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 answers deterministically."
+    )
+    llm_queue_size: int = Field(
+        8, ge=0, description="Requests that may wait for the model; beyond this, 'busy'."
+    )
+    llm_queue_timeout_s: float = Field(
+        120, gt=0, description="Longest wait for the model before a request is told 'busy'."
+    )
+    top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
+    score_threshold: float = Field(
+        0.3,
+        ge=-1.0,
+        le=1.0,
+        description="Lowest cosine similarity for a passage to count as relevant.",
+    )
     log_level: str = Field(
         "WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Application log level."
     )
@@ -103,6 +142,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.data_dir / "audit.sqlite3"
 
     @property
     def manifest_path(self) -> Path:

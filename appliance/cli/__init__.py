@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from appliance.cli.ask_commands import ask, eval_set
+from appliance.cli.audit_commands import audit_app
 from appliance.cli.index_commands import forget, ingest, status
 from appliance.cli.model_commands import models_app
 from appliance.offline import enforce_offline
@@ -18,7 +20,10 @@ app = typer.Typer(
 app.command("ingest")(ingest)
 app.command("forget")(forget)
 app.command("status")(status)
+app.command("ask")(ask)
+app.command("eval")(eval_set)
 app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from appliance.domain import IndexedChunk
+from appliance.domain import IndexedChunk, RetrievedPassage
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,15 @@ class VectorStore(Protocol):
 
     def source_counts(self) -> dict[str, int]:
         """Chunks per source path, for every source in the collection."""
+
+    def search(
+        self, vector: Sequence[float], groups: Sequence[str], limit: int
+    ) -> list[RetrievedPassage]:
+        """The `limit` nearest chunks whose ACL shares a group with `groups`, best first.
+
+        The group filter runs inside the vector query: a chunk the groups may not read is
+        never returned, whatever its score.
+        """
 
     def flush(self) -> None:
         """Make every write so far durable."""

@@ -1,0 +1,113 @@
+"""What a question gets back: our own frozen types, with the stable `--json` shape."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.audit import Outcome
+from appliance.domain import RetrievedPassage
+from appliance.generation import ModelIdentity
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    user: str
+    groups: tuple[str, ...]
+    k: int
+    retrieve_only: bool = False
+    channel: str = "cli"
+    # A follow-up rewritten into a standalone question (web chat); retrieval uses it.
+    standalone: str | None = None
+
+    @property
+    def search_text(self) -> str:
+        return self.standalone or self.text
+
+
+@dataclass(frozen=True)
+class Source:
+    n: int
+    passage: RetrievedPassage
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.passage
+        return {
+            "n": self.n,
+            "chunk_id": p.chunk_id,
+            "doc_id": p.doc_id,
+            "source": p.source,
+            "page": p.page,
+            "section": p.section,
+            "score": round(p.score, 4),
+            "text": p.text,
+        }
+
+
+@dataclass(frozen=True)
+class Timings:
+    retrieve_ms: float
+    first_token_ms: float | None = None
+    total_ms: float = 0.0
+    tokens_per_s: float | None = None
+
+    def to_json(self) -> dict[str, float | None]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 1)
+
+        return {
+            "retrieve_ms": rounded(self.retrieve_ms),
+            "first_token_ms": rounded(self.first_token_ms),
+            "total_ms": rounded(self.total_ms),
+            "tokens_per_s": rounded(self.tokens_per_s),
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: Outcome
+    answer: str | None
+    message: str | None  # shown instead of an answer (nothing found...)
+    citations: tuple[int, ...]
+    sources: tuple[Source, ...]
+    model: ModelIdentity | None
+    audit_id: str
+    timings: Timings
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "answer": self.answer,
+            "message": self.message,
+            "citations": list(self.citations),
+            "sources": [source.to_json() for source in self.sources],
+            "model": self.model.to_json() if self.model else None,
+            "audit_id": self.audit_id,
+            "timings": self.timings.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class SourcesFound:
+    """First event of a stream: the passages the answer will be built from."""
+
+    sources: tuple[Source, ...]
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Last event: the recorded answer. A stream that raises instead has no valid answer."""
+
+    answer: Answer
+
+
+Event = SourcesFound | Token | Finished
+# What `Assistant.stream` returns; closing it early releases the model and is recorded.
+EventStream = Generator[Event, None, None]

@@ -1,0 +1,365 @@
+"""The audit log: an append-only, hash-chained SQLite file in the data directory.
+
+Each record stores its canonical body, the hash of that body and the previous record's hash,
+so changing, removing, adding or moving a record breaks the chain and `verify` names it.
+UPDATE and DELETE are refused by triggers; a side table of the documents each answer used
+(written in the same transaction) serves "which answers used this document".
+
+A record is written in one BEGIN IMMEDIATE transaction, so threads (one lock) and processes
+(SQLite's write lock, waited on with a busy timeout) append one after the other. Anything that
+stops a record being written is an AuditError: the caller must then return no answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.audit.records import (
+    GENESIS_HASH,
+    AuditEntry,
+    AuditRecord,
+    build_body,
+    document_rows,
+    record_from_body,
+)
+from appliance.audit.records import body_hash as compute_hash
+from appliance.audit.verify import VerifyResult, verify_chain
+from appliance.errors import AuditError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GENESIS_HASH", "AuditLog", "VerifyResult"]
+
+MIN_FREE_BYTES = 1_000_000
+DOC_ID = re.compile(r"[0-9a-f]{64}")
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE records (
+            seq INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            user_name TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            body TEXT NOT NULL
+        )""",
+        "CREATE INDEX records_created_at ON records (created_at)",
+        "CREATE INDEX records_user ON records (user_name, seq)",
+        "CREATE INDEX records_prev_hash ON records (prev_hash)",
+        """CREATE TABLE record_documents (
+            seq INTEGER NOT NULL,
+            doc_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            cited INTEGER NOT NULL,
+            PRIMARY KEY (seq, doc_id, source)
+        )""",
+        "CREATE INDEX record_documents_doc_id ON record_documents (doc_id, seq)",
+        "CREATE INDEX record_documents_source ON record_documents (source, seq)",
+        *(
+            f"""CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"""
+            for table in ("records", "record_documents")
+            for action in ("UPDATE", "DELETE")
+        ),
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utc_timestamp(moment: datetime) -> str:
+    """ISO 8601 UTC with microseconds and a Z; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def chain_hash(value: str) -> str:
+    """`value` as a chain hash (64 lowercase hex digits), else AuditError."""
+    text = value.strip().lower()
+    if not DOC_ID.fullmatch(text):
+        raise AuditError(
+            f"{value!r} is not a chain hash: expected the 64 hexadecimal digits "
+            "printed by `appliance audit head`"
+        )
+    return text
+
+
+def _read_only_uri(path: Path) -> str:
+    return path.resolve().as_uri() + "?mode=ro"
+
+
+def _contains_folded(haystack: str | None, needle: str) -> bool:
+    return haystack is not None and needle.casefold() in haystack.casefold()
+
+
+class AuditLog:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, busy_timeout_s: float = 10.0
+    ) -> None:
+        """Open (creating and migrating unless `read_only`) the audit log at `path`."""
+        self.path = path
+        self.read_only = read_only
+        self._timeout = busy_timeout_s
+        self._lock = threading.Lock()
+        try:
+            if not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            raise AuditError(
+                f"cannot open the audit log {path} ({exc}): check that the data directory is "
+                "writable and the file is an audit log; restore a damaged one from backup"
+            ) from None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only and not self.path.is_file():
+            raise FileNotFoundError(2, "no such file", str(self.path))
+        target = _read_only_uri(self.path) if self.read_only else str(self.path)
+        db = sqlite3.connect(
+            target,
+            uri=self.read_only,
+            timeout=self._timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            self._migrate(db)
+            db.create_function("contains_folded", 2, _contains_folded, deterministic=True)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this appliance's {SCHEMA_VERSION}"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if self.read_only:
+            raise sqlite3.DatabaseError(
+                f"schema version {version} needs migrating to {SCHEMA_VERSION}, "
+                "which a read-only open cannot do"
+            )
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
+                log.info("audit_migrated path=%s version=%d", self.path, number)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One BEGIN IMMEDIATE transaction under the lock; any failure becomes AuditError."""
+        if self.read_only:
+            raise AuditError(f"the audit log {self.path} was opened read-only: cannot {action}")
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise AuditError(
+                    f"cannot {action} in the audit log {self.path} ({exc}): no answer may be "
+                    "returned without its audit record; check the disk space and the "
+                    "permissions of the data directory"
+                ) from None
+
+    def append(self, entry: AuditEntry) -> AuditRecord:
+        """Write one record at the end of the chain and return it as stored."""
+        with self._write("write a record") as db:
+            last = db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            created_at = utc_timestamp(datetime.now(UTC))
+            body = build_body(seq, str(uuid.uuid4()), created_at, prev_hash, entry)
+            record = record_from_body(body, compute_hash(body))
+            db.execute(
+                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    record.id,
+                    created_at,
+                    record.entry.user,
+                    record.entry.channel,
+                    record.entry.outcome,
+                    prev_hash,
+                    record.hash,
+                    body,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO record_documents VALUES (?, ?, ?, ?)",
+                [(seq, *row) for row in sorted(document_rows(record))],
+            )
+        log.info("audit_append seq=%d id=%s outcome=%s", seq, record.id, record.entry.outcome)
+        return record
+
+    def check_writable(self) -> None:
+        """Raise AuditError if an append would fail now: call it before generating an answer."""
+        with self._write("take the write lock"):
+            pass
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as exc:
+            raise AuditError(f"cannot check the disk of the audit log {self.path}: {exc}") from None
+        if free < MIN_FREE_BYTES:
+            raise AuditError(
+                f"the disk of the audit log {self.path} is full ({free} bytes free): "
+                "free some space; no answer may be returned without its audit record"
+            )
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise AuditError(f"cannot read the audit log {self.path}: {exc}") from None
+
+    def head(self) -> tuple[int, str] | None:
+        """The last record's seq and hash, or None when the log is empty."""
+        rows = self._read("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1")
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def count(self) -> int:
+        return int(self._read("SELECT count(*) FROM records")[0][0])
+
+    def verify(self, expected_head: str | None = None) -> VerifyResult:
+        """Check the whole chain (and that `expected_head`, a hash kept elsewhere, is in it)."""
+        if expected_head is not None:
+            expected_head = chain_hash(expected_head)
+        try:
+            with closing(self._reader()) as db:
+                result = verify_chain(db, expected_head)
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read the audit log {self.path}: {exc}") from None
+        log.info("audit_verify ok=%s count=%d seq=%s", result.ok, result.count, result.seq)
+        return result
+
+    def _reader(self) -> sqlite3.Connection:
+        """A connection of its own, so that a long verification does not hold up appends."""
+        return sqlite3.connect(
+            _read_only_uri(self.path), uri=True, timeout=self._timeout, isolation_level=None
+        )
+
+    def get(self, record_id: str) -> AuditRecord | None:
+        rows = self._read("SELECT seq, body, hash FROM records WHERE id = ?", (record_id,))
+        return self._parse(rows[0]) if rows else None
+
+    def query(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user: str | None = None,
+        document: str | None = None,
+        text: str | None = None,
+        limit: int | None = None,
+        cited_only: bool = False,
+        newest_first: bool = False,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        """Records matching every filter given, oldest first unless `newest_first`.
+
+        `since` is inclusive, `until` exclusive (naive datetimes are UTC). `document` is a doc
+        id, a file path or a folder (every source under it); `cited_only` keeps the answers
+        that cited it. `text` is a case-insensitive substring of the question or the answer.
+        """
+        where, params = _filters(since, until, user, document, text, cited_only)
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT seq, body, hash FROM records WHERE {where} ORDER BY seq {order}"
+        sql += " LIMIT ? OFFSET ?"
+        params.extend([-1 if limit is None else limit, offset])
+        return [self._parse(row) for row in self._read(sql, tuple(params))]
+
+    def _parse(self, row: tuple[int, str, str]) -> AuditRecord:
+        seq, body, record_hash = row
+        try:
+            return record_from_body(body, record_hash)
+        except (ValueError, KeyError, TypeError):
+            raise AuditError(
+                f"audit record {seq} cannot be read: run `appliance audit verify`"
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _filters(
+    since: datetime | None,
+    until: datetime | None,
+    user: str | None,
+    document: str | None,
+    text: str | None,
+    cited_only: bool,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of `AuditLog.query` and its parameters."""
+    where, params = ["1 = 1"], list[Any]()
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(utc_timestamp(since))
+    if until is not None:
+        where.append("created_at < ?")
+        params.append(utc_timestamp(until))
+    if user is not None:
+        where.append("user_name = ?")
+        params.append(user)
+    if document is not None:
+        clause, values = document_clause(document, cited_only)
+        where.append(f"seq IN (SELECT seq FROM record_documents WHERE {clause})")
+        params.extend(values)
+    if text:
+        where.append(
+            "(contains_folded(json_extract(body, '$.question'), ?)"
+            " OR contains_folded(json_extract(body, '$.answer'), ?))"
+        )
+        params.extend([text, text])
+    return " AND ".join(where), params
+
+
+def document_clause(document: str, cited_only: bool = False) -> tuple[str, list[str]]:
+    """SQL over record_documents for a doc id, a file path or a folder."""
+    cited = " AND cited = 1" if cited_only else ""
+    if DOC_ID.fullmatch(document.strip().lower()):
+        return f"doc_id = ?{cited}", [document.strip().lower()]
+    path = str(Path(document).expanduser().resolve())
+    prefix = path if path.endswith("/") else path + "/"
+    upper = prefix[:-1] + chr(ord("/") + 1)
+    return f"(source = ? OR (source >= ? AND source < ?)){cited}", [path, prefix, upper]

@@ -1,0 +1,172 @@
+"""`ask` and `eval`: questions answered from the index, one at a time or as a scored set."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from appliance.answers import Answer, Question
+from appliance.cli.common import print_json, settings_for_command, user_errors
+from appliance.errors import ConfigError
+from appliance.evaluation import EvalQuestion, Scoreboard, load_questions
+from appliance.services import build_answer_services
+from appliance.settings import Settings
+
+GroupsOption = Annotated[
+    str, typer.Option("--groups", help="Comma-separated groups whose documents may be used.")
+]
+KOption = Annotated[
+    int | None, typer.Option("--k", min=1, max=50, help="Passages to retrieve (APPLIANCE_TOP_K).")
+]
+RetrieveOnlyOption = Annotated[
+    bool, typer.Option("--retrieve-only", help="Return the passages without generating.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def parse_groups(value: str) -> tuple[str, ...]:
+    groups = tuple(dict.fromkeys(g.strip() for g in value.split(",") if g.strip()))
+    if not groups:
+        raise ConfigError("--groups needs at least one group name, e.g. --groups everyone")
+    return groups
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    user: Annotated[
+        str | None, typer.Option("--user", help="Who asks (audit log). Default: login name.")
+    ] = None,
+    groups: GroupsOption = "everyone",
+    k: KOption = None,
+    retrieve_only: RetrieveOnlyOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer QUESTION from the indexed documents with the local model, citing the passages.
+
+    Only documents readable by --groups are searched. The answer is printed once its audit
+    record is written; when no readable passage is relevant, the appliance says so instead.
+    """
+    with user_errors():
+        settings = settings_for_command()
+        request = Question(
+            text=question,
+            user=user or _default_user(),
+            groups=parse_groups(groups),
+            k=k or settings.top_k,
+            retrieve_only=retrieve_only,
+        )
+        services = build_answer_services(settings)
+        try:
+            answer = services.assistant.ask(request)
+        finally:
+            services.close()
+    if as_json:
+        print_json(answer.to_json())
+    else:
+        _print_answer(answer)
+
+
+def _print_answer(answer: Answer) -> None:
+    if answer.answer is not None:
+        typer.echo(answer.answer or "(the model gave an empty answer)")
+    elif answer.message:
+        typer.echo(answer.message)
+    if answer.sources:
+        typer.echo("\nSources:")
+    for source in answer.sources:
+        p = source.passage
+        where = ", ".join(
+            ([f"page {p.page}"] if p.page else []) + ([f"section {p.section}"] if p.section else [])
+        )
+        mark = "*" if source.n in answer.citations else " "
+        suffix = f" ({where})" if where else ""
+        typer.echo(f"{mark}[{source.n}] {p.source}{suffix}  score {p.score:.3f}")
+    typer.echo(f"\naudit id {answer.audit_id}", err=True)
+
+
+def eval_set(
+    questions: Annotated[Path, typer.Argument(help="JSONL file: id, question, answer, ...")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write one result per line.")],
+    k: KOption = None,
+    retrieve_only: RetrieveOnlyOption = False,
+    groups: GroupsOption = "everyone",
+    as_json: JsonOption = False,
+) -> None:
+    """Answer every question of a set and print hit@k, MRR, accuracy, citations and latency.
+
+    The model is loaded once; each question is audited as user `eval`. Metric definitions are
+    those of the evals README (normalised text contains the answer or an alternative).
+    """
+    with user_errors():
+        settings = settings_for_command()
+        items = load_questions(questions)
+        summary = _run_eval(settings, items, out, k or settings.top_k, retrieve_only, groups)
+    if as_json:
+        print_json(summary)
+    else:
+        _print_summary(summary)
+
+
+def _run_eval(
+    settings: Settings,
+    items: list[EvalQuestion],
+    out: Path,
+    k: int,
+    retrieve_only: bool,
+    groups: str,
+) -> dict[str, object]:
+    board = Scoreboard(k=k, generated=not retrieve_only)
+    services = build_answer_services(settings)
+    show = sys.stderr.isatty()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as results:
+            for number, item in enumerate(items, start=1):
+                request = Question(
+                    text=item.question,
+                    user="eval",
+                    groups=parse_groups(groups),
+                    k=k,
+                    retrieve_only=retrieve_only,
+                    channel="eval",
+                )
+                answer = services.assistant.ask(request)
+                scores = board.add(item, answer)
+                line = {
+                    "id": item.id,
+                    "answer": answer.answer,
+                    "citations": list(answer.citations),
+                    "sources": [s.to_json() for s in answer.sources],
+                    "outcome": answer.outcome,
+                    "audit_id": answer.audit_id,
+                    "timings": answer.timings.to_json(),
+                    **scores,
+                }
+                results.write(json.dumps(line, ensure_ascii=False) + "\n")
+                results.flush()
+                if show:
+                    typer.echo(f"\r{number}/{len(items)} questions", nl=False, err=True)
+    finally:
+        services.close()
+    if show:
+        typer.echo("", err=True)
+    return {**board.summary(), "results": str(out)}
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = "  ".join(f"{k}={v}" for k, v in value.items())
+        typer.echo(f"{key:20} {value}")

@@ -1,0 +1,200 @@
+"""Question sets and their scores: hit@k, MRR, answer accuracy, citations, latency.
+
+Definitions follow ../shared/evals/python311/README.md: text is normalised by lowercasing and
+collapsing whitespace; a passage is a hit when its source file is one of the question's
+sources and its text contains the answer or an alternative; an answer is correct when its
+text contains one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.answers import Answer
+from appliance.errors import ApplianceError
+
+
+class EvalSetError(ApplianceError):
+    """A question file cannot be read."""
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    id: str
+    question: str
+    answer: str | None = None
+    alternatives: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    kind: str | None = None
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        values = [self.answer, *self.alternatives] if self.answer else list(self.alternatives)
+        return tuple(normalize(v) for v in values if v and normalize(v))
+
+
+def normalize(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    """Read a JSONL question set; every bad line is reported with its number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalSetError(f"cannot read question file {path}: {exc}") from None
+    questions: list[EvalQuestion] = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            questions.append(_parse_line(path, number, line))
+    if not questions:
+        raise EvalSetError(f"{path} holds no questions (one JSON object per line)")
+    ids = [q.id for q in questions]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise EvalSetError(f"{path}: duplicate question ids {', '.join(duplicates)}")
+    return questions
+
+
+def _parse_line(path: Path, number: int, line: str) -> EvalQuestion:
+    where = f"{path}:{number}"
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        raise EvalSetError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise EvalSetError(f"{where}: expected a JSON object")
+    for name in ("id", "question"):
+        if not isinstance(data.get(name), str) or not data[name].strip():
+            raise EvalSetError(f"{where}: field '{name}' must be a non-empty string")
+    for name in ("alternatives", "sources"):
+        value = data.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise EvalSetError(f"{where}: field '{name}' must be a list of strings")
+    answer = data.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        raise EvalSetError(f"{where}: field 'answer' must be a string")
+    return EvalQuestion(
+        id=data["id"],
+        question=data["question"],
+        answer=answer,
+        alternatives=tuple(data.get("alternatives", [])),
+        sources=tuple(data.get("sources", [])),
+        kind=data.get("kind"),
+    )
+
+
+def source_matches(stored: str, expected: str) -> bool:
+    """A stored (absolute) source path matches a question's path relative to the corpus root."""
+    stored_posix = stored.replace("\\", "/")
+    expected_posix = expected.strip("/")
+    return stored_posix == expected_posix or stored_posix.endswith("/" + expected_posix)
+
+
+def first_hit_rank(question: EvalQuestion, answer: Answer) -> int | None:
+    for source in answer.sources:
+        passage = source.passage
+        if any(source_matches(passage.source, s) for s in question.sources):
+            text = normalize(passage.text)
+            if any(target in text for target in question.targets):
+                return source.n
+    return None
+
+
+def is_correct(question: EvalQuestion, answer: Answer) -> bool:
+    if answer.answer is None:
+        return False
+    text = normalize(answer.answer)
+    return any(target in text for target in question.targets)
+
+
+def cited_supporting(question: EvalQuestion, answer: Answer) -> tuple[int, int]:
+    """(cited passages containing a target, cited passages)."""
+    cited = [s for s in answer.sources if s.n in answer.citations]
+    good = [s for s in cited if any(t in normalize(s.passage.text) for t in question.targets)]
+    return len(good), len(cited)
+
+
+@dataclass
+class Scoreboard:
+    k: int
+    generated: bool
+    questions: int = 0
+    hits: int = 0
+    reciprocal_ranks: float = 0.0
+    correct: int = 0
+    answered: int = 0
+    with_citation: int = 0
+    cited_good: int = 0
+    cited_total: int = 0
+    total_ms: list[float] = field(default_factory=list)
+    first_token_ms: list[float] = field(default_factory=list)
+    tokens_per_s: list[float] = field(default_factory=list)
+
+    def add(self, question: EvalQuestion, answer: Answer) -> dict[str, Any]:
+        self.questions += 1
+        rank = first_hit_rank(question, answer)
+        if rank is not None and rank <= self.k:
+            self.hits += 1
+            self.reciprocal_ranks += 1.0 / rank
+        correct = is_correct(question, answer)
+        self.correct += int(correct)
+        if answer.answer is not None:
+            self.answered += 1
+            self.with_citation += int(bool(answer.citations))
+        good, cited = cited_supporting(question, answer)
+        self.cited_good += good
+        self.cited_total += cited
+        self._add_timings(answer)
+        return {"hit_rank": rank, "correct": correct if self.generated else None}
+
+    def _add_timings(self, answer: Answer) -> None:
+        self.total_ms.append(answer.timings.total_ms)
+        if answer.timings.first_token_ms is not None:
+            self.first_token_ms.append(answer.timings.first_token_ms)
+        if answer.timings.tokens_per_s is not None:
+            self.tokens_per_s.append(answer.timings.tokens_per_s)
+
+    def summary(self) -> dict[str, Any]:
+        n = max(self.questions, 1)
+        generated = self.generated
+        return {
+            "questions": self.questions,
+            "k": self.k,
+            f"hit@{self.k}": round(self.hits / n, 4),
+            "mrr": round(self.reciprocal_ranks / n, 4),
+            "answer_accuracy": round(self.correct / n, 4) if generated else None,
+            "citation_rate": _ratio(self.with_citation, self.answered) if generated else None,
+            "citation_precision": _ratio(self.cited_good, self.cited_total) if generated else None,
+            "latency_ms": {
+                "total": percentiles(self.total_ms),
+                "first_token": percentiles(self.first_token_ms) if generated else None,
+            },
+            "tokens_per_s_mean": (
+                round(sum(self.tokens_per_s) / len(self.tokens_per_s), 1)
+                if self.tokens_per_s
+                else None
+            ),
+        }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float] | None:
+    """p50, p90, p95 and max by the nearest-rank method."""
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        index = max(math.ceil(p / 100 * len(ordered)) - 1, 0)
+        return round(ordered[index], 1)
+
+    return {"p50": rank(50), "p90": rank(90), "p95": rank(95), "max": round(ordered[-1], 1)}

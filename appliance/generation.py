@@ -1,0 +1,203 @@
+"""llama.cpp through llama-cpp-python, behind a small protocol that streams text pieces."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from appliance.errors import ModelError
+from appliance.filehash import cached_sha256
+
+log = logging.getLogger(__name__)
+
+PromptMode = Literal["completion", "chat"]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which weights produced an answer: what the audit log and `ask --json` report."""
+
+    path: str
+    sha256: str
+    adapter_path: str | None = None
+    adapter_sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "adapter_sha256": self.adapter_sha256}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the model is given: a completion text, or one user turn for a chat template."""
+
+    mode: PromptMode
+    text: str
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def messages(self) -> list[dict[str, str]]:
+        # Some chat templates (Gemma's) know no system role: instructions go in the user turn.
+        return [{"role": "user", "content": self.text}]
+
+    def sha256(self) -> str:
+        rendered = self.text if self.mode == "completion" else json.dumps(self.messages())
+        return hashlib.sha256(rendered.encode("utf-8")).hexdigest()
+
+
+class Generator(Protocol):
+    @property
+    def identity(self) -> ModelIdentity: ...
+
+    @property
+    def mode(self) -> PromptMode: ...
+
+    @property
+    def context_size(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
+        """Text pieces of the answer as the model produces them."""
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _llama_log(level: int, text: bytes | None, user_data: Any) -> None:
+    # llama.cpp writes diagnostics to stderr even with verbose=False; route them to our log.
+    if text:
+        log.debug("event=llama_cpp message=%s", text.decode("utf-8", "replace").rstrip())
+
+
+def _silence_llama_cpp() -> None:
+    import llama_cpp
+
+    llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
+
+
+def detect_mode(metadata: dict[str, str], configured: str) -> PromptMode:
+    """Chat mode only for models whose GGUF carries a chat template, unless configured."""
+    if configured in ("completion", "chat"):
+        return "chat" if configured == "chat" else "completion"
+    return "chat" if metadata.get("tokenizer.chat_template") else "completion"
+
+
+class LlamaCppGenerator:
+    """One in-process llama.cpp model. Not thread-safe: callers serialise through a gate."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        adapter_path: Path | None = None,
+        context_size: int = 2048,
+        threads: int | None = None,
+        gpu_layers: int = 0,
+        temperature: float = 0.0,
+        prompt_mode: str = "auto",
+        hash_cache: Path | None = None,
+    ) -> None:
+        _check_file(model_path, "APPLIANCE_LLM_MODEL")
+        if adapter_path is not None:
+            _check_file(adapter_path, "APPLIANCE_LLM_ADAPTER")
+        cache = hash_cache or model_path.parent / ".sha256-cache.json"
+        self._identity = ModelIdentity(
+            path=str(model_path.resolve()),
+            sha256=cached_sha256(model_path, cache),
+            adapter_path=str(adapter_path.resolve()) if adapter_path else None,
+            adapter_sha256=cached_sha256(adapter_path, cache) if adapter_path else None,
+        )
+        self._temperature = temperature
+        self._llm = _load(model_path, adapter_path, context_size, threads, gpu_layers)
+        self._mode = detect_mode(dict(self._llm.metadata), prompt_mode)
+        log.info(
+            "event=model_loaded path=%s mode=%s context=%d gpu_layers=%d adapter=%s",
+            model_path,
+            self._mode,
+            context_size,
+            gpu_layers,
+            adapter_path,
+        )
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self._identity
+
+    @property
+    def mode(self) -> PromptMode:
+        return self._mode
+
+    @property
+    def context_size(self) -> int:
+        return int(self._llm.n_ctx())
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def stream(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
+        try:
+            if prompt.mode == "chat":
+                yield from self._stream_chat(prompt, max_tokens)
+            else:
+                yield from self._stream_completion(prompt, max_tokens)
+        except ValueError as exc:  # llama-cpp-python reports context overflows this way
+            raise ModelError(f"the model could not answer: {exc}") from None
+
+    def _stream_completion(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
+        for chunk in self._llm.create_completion(
+            prompt.text,
+            max_tokens=max_tokens,
+            temperature=self._temperature,
+            stop=list(prompt.stop),
+            stream=True,
+        ):
+            text = chunk["choices"][0]["text"]
+            if text:
+                yield text
+
+    def _stream_chat(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
+        for chunk in self._llm.create_chat_completion(
+            messages=prompt.messages(),
+            max_tokens=max_tokens,
+            temperature=self._temperature,
+            stop=list(prompt.stop),
+            stream=True,
+        ):
+            content = chunk["choices"][0]["delta"].get("content")
+            if content:
+                yield str(content)
+
+
+def _check_file(path: Path, setting: str) -> None:
+    if not path.is_file():
+        raise ModelError(f"{setting}={path} is not a file: point it at a local .gguf file")
+
+
+def _load(
+    model_path: Path,
+    adapter_path: Path | None,
+    context_size: int,
+    threads: int | None,
+    gpu_layers: int,
+) -> Any:
+    from llama_cpp import Llama
+
+    _silence_llama_cpp()
+    try:
+        return Llama(
+            model_path=str(model_path),
+            lora_path=str(adapter_path) if adapter_path else None,
+            n_ctx=context_size,
+            n_threads=threads,
+            n_gpu_layers=gpu_layers,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        what = f"{model_path} with adapter {adapter_path}" if adapter_path else str(model_path)
+        raise ModelError(
+            f"cannot load the model {what}: {exc}. Is it a GGUF file llama.cpp supports "
+            "(and an adapter made for this base model)?"
+        ) from None

@@ -1,0 +1,276 @@
+"""Retrieve, prompt, generate, cite, record: every question goes through `Assistant.stream`.
+
+Fail closed: the audit log is checked before any passage is shown, and the answer is
+only returned (the `Finished` event) once its record is written. A stream that raises
+carries no valid answer; the web UI withdraws text already streamed in that case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from appliance.answers import (
+    Answer,
+    EventStream,
+    Finished,
+    Question,
+    Source,
+    SourcesFound,
+    Timings,
+    Token,
+)
+from appliance.audit import AuditEntry, AuditLog, AuditPassage, Outcome
+from appliance.domain import RetrievedPassage
+from appliance.errors import ApplianceError, ModelError, QuestionError
+from appliance.gate import ModelGate
+from appliance.generation import Generator, ModelIdentity
+from appliance.prompting import BuiltPrompt, build_prompt, parse_citations
+from appliance.retrieval import Retriever
+
+log = logging.getLogger(__name__)
+
+NOTHING_FOUND = (
+    "No passage in the documents you can read answers this question, so I will not guess. "
+    "Try other words, or ask an administrator whether the document is indexed."
+)
+MAX_QUESTION_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class AnswerPolicy:
+    score_threshold: float
+    max_tokens: int
+    collection: str
+
+
+class Assistant:
+    def __init__(
+        self,
+        retriever: Retriever,
+        audit: AuditLog,
+        gate: ModelGate,
+        load_generator: Callable[[], Generator],
+        policy: AnswerPolicy,
+    ) -> None:
+        self._retriever = retriever
+        self._audit = audit
+        self._gate = gate
+        self._load_generator = load_generator
+        self._generator: Generator | None = None
+        self._load_lock = threading.Lock()
+        self._policy = policy
+
+    @property
+    def gate(self) -> ModelGate:
+        return self._gate
+
+    def generator(self) -> Generator:
+        """The model, loaded on first use (retrieve-only work never loads it)."""
+        with self._load_lock:
+            if self._generator is None:
+                self._generator = self._load_generator()
+            return self._generator
+
+    def ask(self, question: Question) -> Answer:
+        for event in self.stream(question):
+            if isinstance(event, Finished):
+                return event.answer
+        raise ApplianceError("the answer stream ended without an answer")  # pragma: no cover
+
+    def stream(self, question: Question) -> EventStream:
+        started = time.perf_counter()
+        run = _Run(question, started, self._audit, self._policy, self._retriever.embed_model)
+        if not question.text.strip() or len(question.text) > MAX_QUESTION_CHARS:
+            error = QuestionError(
+                f"a question must have 1 to {MAX_QUESTION_CHARS} characters "
+                f"(got {len(question.text.strip())})"
+            )
+            run.record("refused", error=str(error))
+            raise error
+        self._audit.check_writable()
+        retrieved = self._retriever.search(question.search_text, question.groups, question.k)
+        run.retrieved(retrieved, self._policy.score_threshold)
+        if not run.relevant:
+            yield Finished(run.finish("nothing-found", message=NOTHING_FOUND))
+            return
+        if question.retrieve_only:
+            sources = run.number(run.relevant)
+            yield SourcesFound(sources)
+            yield Finished(run.finish("retrieved", sources=sources))
+            return
+        yield from self._generate(run)
+
+    def _generate(self, run: _Run) -> EventStream:
+        try:
+            with self._gate.hold():
+                generator = self.generator()
+                run.model = generator.identity
+                built = build_prompt(
+                    run.question.text,
+                    run.relevant,
+                    mode=generator.mode,
+                    count_tokens=generator.count_tokens,
+                    context_size=generator.context_size,
+                    max_tokens=self._policy.max_tokens,
+                )
+                run.prompt = built
+                sources = run.number(built.passages)
+                yield SourcesFound(sources)
+                pieces: list[str] = []
+                for piece in generator.stream(built.prompt, self._policy.max_tokens):
+                    run.token()
+                    pieces.append(piece)
+                    yield Token(piece)
+        except GeneratorExit:
+            run.record("error", error="the answer was stopped before it finished")
+            raise
+        except ApplianceError as exc:
+            outcome: Outcome = "refused" if not isinstance(exc, ModelError) else "error"
+            run.record(outcome, error=str(exc))
+            raise
+        except Exception as exc:
+            log.exception("event=generation_failed")
+            run.record("error", error=f"{type(exc).__name__}: {exc}")
+            raise ModelError(f"the model failed while answering: {exc}") from None
+        answer = "".join(pieces).strip()
+        citations = parse_citations(answer, len(built.passages))
+        yield Finished(run.finish("answered", sources=sources, answer=answer, citations=citations))
+
+
+class _Run:
+    """The state of one question on its way through the assistant."""
+
+    def __init__(
+        self,
+        question: Question,
+        started: float,
+        audit: AuditLog,
+        policy: AnswerPolicy,
+        embed_model: str,
+    ) -> None:
+        self.audit = audit
+        self.policy = policy
+        self.embed_model = embed_model
+        self.question = question
+        self.started = started
+        self.retrieve_ms = 0.0
+        self.all: list[RetrievedPassage] = []
+        self.relevant: list[RetrievedPassage] = []
+        self.model: ModelIdentity | None = None
+        self.prompt: BuiltPrompt | None = None
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
+        self.tokens = 0
+
+    def retrieved(self, passages: Sequence[RetrievedPassage], threshold: float) -> None:
+        self.retrieve_ms = (time.perf_counter() - self.started) * 1000
+        self.all = list(passages)
+        self.relevant = [p for p in passages if p.score >= threshold]
+
+    def number(self, passages: Sequence[RetrievedPassage]) -> tuple[Source, ...]:
+        return tuple(Source(n, passage) for n, passage in enumerate(passages, start=1))
+
+    def token(self) -> None:
+        now = time.perf_counter()
+        if self.first_token_at is None:
+            self.first_token_at = now
+        self.last_token_at = now
+        self.tokens += 1
+
+    def timings(self) -> Timings:
+        now = time.perf_counter()
+        first = self.first_token_at
+        rate = None
+        if first is not None and self.last_token_at is not None and self.tokens > 1:
+            span = self.last_token_at - first
+            rate = (self.tokens - 1) / span if span > 0 else None
+        return Timings(
+            retrieve_ms=self.retrieve_ms,
+            first_token_ms=(first - self.started) * 1000 if first is not None else None,
+            total_ms=(now - self.started) * 1000,
+            tokens_per_s=rate,
+        )
+
+    def finish(
+        self,
+        outcome: Outcome,
+        *,
+        sources: tuple[Source, ...] = (),
+        answer: str | None = None,
+        citations: tuple[int, ...] = (),
+        message: str | None = None,
+    ) -> Answer:
+        timings = self.timings()
+        audit_id = self.record(outcome, answer=answer, sources=sources, citations=citations)
+        return Answer(outcome, answer, message, citations, sources, self.model, audit_id, timings)
+
+    def record(
+        self,
+        outcome: Outcome,
+        *,
+        answer: str | None = None,
+        sources: tuple[Source, ...] = (),
+        citations: tuple[int, ...] = (),
+        error: str | None = None,
+    ) -> str:
+        cited_chunks = {s.passage.chunk_id for s in sources if s.n in citations}
+        policy = self.policy
+        entry = AuditEntry(
+            user=self.question.user,
+            groups=self.question.groups,
+            question=self.question.text,
+            retrieval={
+                "k": self.question.k,
+                "score_threshold": policy.score_threshold,
+                "collection": policy.collection,
+                "embed_model": self.embed_model,
+                "standalone_question": self.question.standalone,
+                "retrieve_only": self.question.retrieve_only,
+                "numbered_ranks": [self._rank(s.passage) for s in sources],
+            },
+            passages=tuple(
+                _audit_passage(rank, p, p.chunk_id in cited_chunks)
+                for rank, p in enumerate(self.all, start=1)
+            ),
+            model=_model_json(self.model),
+            prompt_sha256=self.prompt.prompt.sha256() if self.prompt else None,
+            answer=answer,
+            timings=self.timings().to_json(),
+            outcome=outcome,
+            error=error,
+            channel=self.question.channel,
+        )
+        return self.audit.append(entry).id
+
+    def _rank(self, passage: RetrievedPassage) -> int:
+        return next(i for i, p in enumerate(self.all, start=1) if p.chunk_id == passage.chunk_id)
+
+
+def _audit_passage(rank: int, passage: RetrievedPassage, cited: bool) -> AuditPassage:
+    return AuditPassage(
+        rank=rank,
+        chunk_id=passage.chunk_id,
+        doc_id=passage.doc_id,
+        source=passage.source,
+        page=passage.page,
+        doc_sha256=passage.doc_id,
+        text_sha256=hashlib.sha256(passage.text.encode("utf-8")).hexdigest(),
+        score=passage.score,
+        cited=cited,
+    )
+
+
+def _model_json(model: ModelIdentity | None) -> dict[str, str | None]:
+    if model is None:
+        return {"path": None, "sha256": None, "adapter_path": None, "adapter_sha256": None}
+    return {
+        "path": model.path,
+        "sha256": model.sha256,
+        "adapter_path": model.adapter_path,
+        "adapter_sha256": model.adapter_sha256,
+    }

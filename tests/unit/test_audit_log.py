@@ -1,0 +1,579 @@
+"""The audit log on real SQLite: appending, querying, migrations, fail-closed writes, and
+`verify` catching each kind of tampering an attacker with the file could do."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import uuid
+from collections import namedtuple
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.audit import GENESIS_HASH, AuditEntry, AuditLog, AuditPassage, AuditRecord
+from appliance.audit.log import SCHEMA_VERSION
+from appliance.audit.records import body_hash, build_body
+from appliance.errors import AuditError
+
+DOC_A = "a" * 64
+DOC_B = "b" * 64
+
+
+def make_passage(rank: int, doc_id: str, source: str, *, cited: bool = False) -> AuditPassage:
+    return AuditPassage(
+        rank=rank,
+        chunk_id=f"chunk-{rank}",
+        doc_id=doc_id,
+        source=source,
+        page=rank,
+        doc_sha256=doc_id,
+        text_sha256=f"{rank:064x}",
+        score=0.5 + rank / 1000,
+        cited=cited,
+    )
+
+
+def make_entry(
+    user: str = "alice",
+    question: str = "How many days of leave?",
+    answer: str | None = "Twenty-five days [1].",
+    passages: tuple[AuditPassage, ...] = (),
+    **changes: Any,
+) -> AuditEntry:
+    fields: dict[str, Any] = {
+        "user": user,
+        "groups": ("staff", "hr"),
+        "question": question,
+        "retrieval": {"k": 5, "score_threshold": 0.3, "collection": "documents"},
+        "passages": passages,
+        "model": {
+            "path": "/models/gemma.gguf",
+            "sha256": "c" * 64,
+            "adapter_path": None,
+            "adapter_sha256": None,
+        },
+        "prompt_sha256": "d" * 64,
+        "answer": answer,
+        "timings": {"retrieve_ms": 12.5, "first_token_ms": 80.0, "total_ms": 310.25},
+        "outcome": "answered",
+    }
+    fields.update(changes)
+    return AuditEntry(**fields)
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "audit.sqlite3"
+
+
+@pytest.fixture
+def audit(log_path: Path) -> Iterator[AuditLog]:
+    log = AuditLog(log_path)
+    yield log
+    log.close()
+
+
+def fill(log: AuditLog, count: int) -> list[AuditRecord]:
+    return [
+        log.append(
+            make_entry(
+                user=f"user{i % 2}",
+                question=f"question {i}",
+                passages=(make_passage(1, DOC_A, "/docs/a.pdf", cited=True),),
+            )
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+def raw(path: Path, *statements: str, params: tuple[Any, ...] = ()) -> None:
+    """Tamper as an attacker with the file would: drop the guards, change rows."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for name in ("records", "record_documents"):
+            for action in ("update", "delete"):
+                db.execute(f"DROP TRIGGER IF EXISTS {name}_no_{action}")
+        for statement in statements:
+            db.execute(statement, params if "?" in statement else ())
+    finally:
+        db.close()
+
+
+# Appending and reading back
+
+
+def test_append_links_records_into_a_chain(audit: AuditLog) -> None:
+    assert audit.head() is None
+    first, second = fill(audit, 2)
+    assert (first.seq, second.seq) == (1, 2)
+    assert first.prev_hash == GENESIS_HASH
+    assert second.prev_hash == first.hash
+    assert audit.head() == (2, second.hash)
+    assert first.created_at.endswith("Z")
+    assert datetime.fromisoformat(first.created_at) <= datetime.now(UTC)
+    assert audit.get(second.id) == second
+    assert audit.get(str(uuid.uuid4())) is None
+
+
+def test_record_keeps_every_field_with_floats_rounded(audit: AuditLog) -> None:
+    passage = make_passage(1, DOC_A, "/docs/a.pdf", cited=True)
+    entry = make_entry(
+        passages=(passage,),
+        timings={"total_ms": 1.123456789, "tokens_per_s": float("inf")},
+        retrieval={"k": 3, "path": Path("/x"), "nested": [0.1234567891]},
+        channel="web",
+    )
+    record = audit.append(entry)
+    assert record.entry.passages[0].score == round(passage.score, 6)
+    assert record.entry.timings == {"total_ms": 1.123457, "tokens_per_s": None}
+    assert record.entry.retrieval == {"k": 3, "path": "/x", "nested": [0.123457]}
+    assert record.entry.groups == ("staff", "hr")
+    assert record.entry.channel == "web"
+    data = record.to_json()
+    assert list(data)[:4] == ["seq", "id", "created_at", "user"]
+    assert data["passages"][0]["cited"] is True
+    assert (
+        data["hash"]
+        == record.hash
+        == body_hash(
+            build_body(record.seq, record.id, record.created_at, record.prev_hash, record.entry)
+        )
+    )
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_bad_values_are_refused_and_nothing_is_written(audit: AuditLog) -> None:
+    with pytest.raises(AuditError, match="cannot record"):
+        audit.append(make_entry(retrieval={"k": object()}))
+    with pytest.raises(AuditError, match="outcome"):
+        audit.append(make_entry(outcome="maybe"))
+    assert audit.head() is None
+    assert audit.append(make_entry()).seq == 1
+
+
+def test_question_and_answer_never_reach_the_application_log(
+    audit: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    audit.append(make_entry(question="secret salary of Bob", answer="a secret answer"))
+    audit.verify()
+    assert "audit_append" in caplog.text
+    assert "secret" not in caplog.text
+
+
+# Queries
+
+
+def test_query_filters_by_user_time_and_text(audit: AuditLog) -> None:
+    records = fill(audit, 4)
+    audit.append(make_entry(user="émile", question="Congés d'ÉTÉ ?", answer=None))
+    assert [r.seq for r in audit.query(user="user1")] == [1, 3]
+    assert [r.seq for r in audit.query(text="QUESTION 2")] == [2]
+    assert [r.seq for r in audit.query(text="été")] == [5]
+    assert [r.seq for r in audit.query(text="twenty-five", user="user0")] == [2, 4]
+    since = datetime.fromisoformat(records[1].created_at)
+    until = datetime.fromisoformat(records[3].created_at)
+    assert [r.seq for r in audit.query(since=since, until=until)] == [2, 3]
+    naive = since.astimezone(UTC).replace(tzinfo=None)
+    assert [r.seq for r in audit.query(since=naive, limit=2)] == [2, 3]
+    assert audit.query(until=since - timedelta(days=1)) == []
+    assert [r.seq for r in audit.query(newest_first=True, limit=2)] == [5, 4]
+    assert [r.seq for r in audit.query(limit=2, offset=2)] == [3, 4]
+    assert audit.count() == 5
+
+
+def test_query_by_document_id_file_and_folder(
+    audit: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = (tmp_path / "docs").resolve()
+    (docs / "hr").mkdir(parents=True)
+    (docs / "it").mkdir()
+    a, b = str(docs / "hr" / "leave.pdf"), str(docs / "it" / "vpn.md")
+    other = str(tmp_path / "docs-old" / "leave.pdf")
+    audit.append(make_entry(passages=(make_passage(1, DOC_A, a, cited=True),)))
+    audit.append(make_entry(passages=(make_passage(1, DOC_B, b), make_passage(2, DOC_A, a))))
+    audit.append(make_entry(passages=(make_passage(1, "e" * 64, other, cited=True),)))
+    audit.append(make_entry(outcome="nothing-found", answer=None))
+
+    def seqs(document: str, **options: Any) -> list[int]:
+        return [r.seq for r in audit.query(document=document, **options)]
+
+    assert seqs(DOC_A) == [1, 2]
+    assert seqs(DOC_A.upper()) == [1, 2]
+    assert seqs(DOC_A, cited_only=True) == [1]
+    assert seqs(DOC_B) == [2]
+    assert seqs(a) == [1, 2]
+    assert seqs(str(docs)) == [1, 2]
+    assert seqs(str(docs / "it")) == [2]
+    assert seqs(str(docs) + "/") == [1, 2]
+    monkeypatch.chdir(docs)
+    assert seqs("hr/leave.pdf") == [1, 2]
+    assert seqs("../docs/it/../hr") == [1, 2]
+    assert seqs(str(docs / "none")) == []
+
+
+# Verification
+
+
+def test_verify_a_clean_chain(audit: AuditLog) -> None:
+    assert audit.verify().message == "0 records verified"
+    assert audit.verify(GENESIS_HASH).ok
+    records = fill(audit, 3)
+    result = audit.verify()
+    assert (result.ok, result.count, result.message) == (True, 3, "3 records verified")
+    assert audit.verify(records[1].hash.upper()).ok
+    with pytest.raises(AuditError, match="not a chain hash"):
+        audit.verify("abc")
+
+
+def test_verify_catches_an_altered_body(audit: AuditLog, log_path: Path) -> None:
+    records = fill(audit, 4)
+    body = json.loads(_body(log_path, 2))
+    body["answer"] = "Fifty days."
+    raw(log_path, "UPDATE records SET body = ? WHERE seq = 2", params=(json.dumps(body),))
+    result = audit.verify()
+    assert not result.ok
+    assert (result.count, result.seq) == (1, 2)
+    assert result.message == (
+        f"record 2 (id {records[1].id}) was altered: its hash does not match its content"
+    )
+
+
+def test_verify_catches_an_altered_body_with_its_hash_recomputed(
+    audit: AuditLog, log_path: Path
+) -> None:
+    fill(audit, 4)
+    body = json.loads(_body(log_path, 2))
+    body["user"] = "mallory"
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    raw(
+        log_path,
+        "UPDATE records SET body = ?, hash = ?, user_name = 'mallory' WHERE seq = 2",
+        params=(text, body_hash(text)),
+    )
+    result = audit.verify()
+    assert (result.ok, result.seq) == (False, 2)
+    assert "record 2" in result.message and "was altered" in result.message
+
+
+def test_verify_catches_unreadable_content(audit: AuditLog, log_path: Path) -> None:
+    fill(audit, 2)
+    raw(log_path, "UPDATE records SET body = 'not json' WHERE seq = 1")
+    result = audit.verify()
+    assert (result.ok, result.seq) == (False, 1)
+    assert "cannot be read" in result.message
+
+
+@pytest.mark.parametrize(
+    ("statement", "column"),
+    [
+        ("UPDATE records SET user_name = 'bob' WHERE seq = 3", "user"),
+        ("UPDATE records SET created_at = '2020-01-01' WHERE seq = 3", "created_at"),
+        ("UPDATE records SET outcome = 'refused' WHERE seq = 3", "outcome"),
+        ("UPDATE records SET id = 'forged' WHERE seq = 3", "id"),
+    ],
+)
+def test_verify_catches_an_altered_indexed_column(
+    audit: AuditLog, log_path: Path, statement: str, column: str
+) -> None:
+    fill(audit, 4)
+    raw(log_path, statement)
+    result = audit.verify()
+    assert (result.ok, result.count, result.seq) == (False, 2, 3)
+    assert "was altered" in result.message and f"stored {column}" in result.message
+
+
+def test_verify_catches_altered_document_rows(audit: AuditLog, log_path: Path) -> None:
+    fill(audit, 3)
+    raw(log_path, f"UPDATE record_documents SET doc_id = '{DOC_B}' WHERE seq = 2")
+    result = audit.verify()
+    assert (result.ok, result.seq) == (False, 2)
+    assert "documents indexed for it" in result.message
+    assert audit.query(document=DOC_A)[0].seq == 1
+
+
+def test_verify_catches_a_deleted_record(audit: AuditLog, log_path: Path) -> None:
+    records = fill(audit, 5)
+    raw(
+        log_path,
+        "DELETE FROM records WHERE seq = 3",
+        "DELETE FROM record_documents WHERE seq = 3",
+    )
+    result = audit.verify()
+    assert (result.ok, result.count, result.seq) == (False, 2, 4)
+    assert result.message.startswith("record 3 was deleted: ")
+    assert records[3].id in result.message and "chain broken" in result.message
+
+
+def test_verify_catches_deleted_first_records(audit: AuditLog, log_path: Path) -> None:
+    fill(audit, 4)
+    raw(log_path, "DELETE FROM records WHERE seq <= 2", "DELETE FROM record_documents")
+    result = audit.verify()
+    assert (result.ok, result.seq) == (False, 3)
+    assert result.message.startswith("records 1 to 2 were deleted")
+
+
+def _body(path: Path, seq: int) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return str(db.execute("SELECT body FROM records WHERE seq = ?", (seq,)).fetchone()[0])
+    finally:
+        db.close()
+
+
+def _shift_from(seq: int) -> list[str]:
+    """Statements that move records `seq`.. one place up, making room for a forgery."""
+    tables = ("records", "record_documents")
+    return [f"UPDATE {t} SET seq = seq + 1000 WHERE seq >= {seq}" for t in tables] + [
+        f"UPDATE {t} SET seq = seq - 999 WHERE seq >= 1000" for t in tables
+    ]
+
+
+def _insert_forged(path: Path, seq: int, prev_hash: str) -> str:
+    record_id = str(uuid.uuid4())
+    created_at = "2026-01-01T00:00:00.000000Z"
+    body = build_body(seq, record_id, created_at, prev_hash, make_entry(user="mallory"))
+    row = (prev_hash, body_hash(body), body)
+    raw(
+        path,
+        *_shift_from(seq),
+        "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params=(seq, record_id, created_at, "mallory", "cli", "answered", *row),
+    )
+    return record_id
+
+
+def test_verify_catches_an_inserted_record_that_links_in(audit: AuditLog, log_path: Path) -> None:
+    records = fill(audit, 4)
+    forged = _insert_forged(log_path, 3, records[1].hash)
+    result = audit.verify()
+    assert (result.ok, result.seq) == (False, 3)
+    assert result.message.startswith(f"record 3 (id {forged}) was inserted")
+
+
+def test_verify_catches_an_inserted_record_with_a_made_up_link(
+    audit: AuditLog, log_path: Path
+) -> None:
+    fill(audit, 4)
+    forged = _insert_forged(log_path, 2, "f" * 64)
+    result = audit.verify()
+    assert (result.ok, result.count, result.seq) == (False, 1, 2)
+    assert result.message.startswith(f"record 2 (id {forged}) was inserted")
+
+
+def test_verify_catches_two_swapped_records(audit: AuditLog, log_path: Path) -> None:
+    records = fill(audit, 5)
+    columns = "id, created_at, user_name, channel, outcome, prev_hash, hash, body"
+    raw(
+        log_path,
+        "CREATE TABLE swap AS SELECT * FROM records WHERE seq IN (2, 3)",
+        "DELETE FROM records WHERE seq IN (2, 3)",
+        f"INSERT INTO records SELECT 5 - seq, {columns} FROM swap",
+    )
+    result = audit.verify()
+    assert (result.ok, result.count, result.seq) == (False, 1, 2)
+    assert result.message.startswith(f"record 2 (id {records[2].id}) was reordered")
+
+
+def test_verify_catches_swapped_sequence_numbers(audit: AuditLog, log_path: Path) -> None:
+    fill(audit, 4)
+    raw(
+        log_path,
+        "UPDATE records SET seq = 100 WHERE seq = 3",
+        "UPDATE records SET seq = 3 WHERE seq = 4",
+        "UPDATE records SET seq = 4 WHERE seq = 100",
+    )
+    result = audit.verify()
+    assert (result.ok, result.seq) == (False, 3)
+    assert "was reordered" in result.message
+
+
+def test_verify_catches_a_truncated_tail(audit: AuditLog, log_path: Path) -> None:
+    records = fill(audit, 5)
+    kept_head = records[-1].hash
+    raw(
+        log_path,
+        "DELETE FROM records WHERE seq >= 4",
+        "DELETE FROM record_documents WHERE seq >= 4",
+    )
+    assert audit.verify().ok, "a clean cut is only visible against a head kept elsewhere"
+    result = audit.verify(kept_head)
+    assert (result.ok, result.count) == (False, 3)
+    assert result.message == (
+        f"the log was truncated or rewritten: head {kept_head} not found "
+        f"(the log ends at record 3 (id {records[2].id}))"
+    )
+    assert audit.verify(records[2].hash).ok
+
+
+def test_verify_catches_a_truncated_tail_from_leftover_document_rows(
+    audit: AuditLog, log_path: Path
+) -> None:
+    fill(audit, 3)
+    raw(log_path, "DELETE FROM records WHERE seq = 3")
+    result = audit.verify()
+    assert (result.ok, result.seq) == (False, 3)
+    assert result.message.startswith("record 3 was deleted")
+
+
+def test_verify_catches_an_emptied_log(audit: AuditLog, log_path: Path) -> None:
+    records = fill(audit, 2)
+    raw(log_path, "DELETE FROM records", "DELETE FROM record_documents")
+    result = audit.verify(records[-1].hash)
+    assert not result.ok
+    assert "truncated" in result.message and "the log is empty" in result.message
+
+
+# Schema, guards and failures
+
+
+def test_migrations_run_once_and_reopening_keeps_the_records(log_path: Path) -> None:
+    with AuditLog(log_path) as first:
+        records = fill(first, 2)
+    with AuditLog(log_path) as again:
+        assert again.head() == (2, records[-1].hash)
+        assert again.append(make_entry()).prev_hash == records[-1].hash
+        assert again.verify().ok
+    db = sqlite3.connect(log_path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+def test_a_log_from_a_newer_appliance_is_refused(log_path: Path) -> None:
+    AuditLog(log_path).close()
+    raw(log_path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(AuditError, match="newer"):
+        AuditLog(log_path)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE records SET user_name = 'bob'",
+        "DELETE FROM records WHERE seq = 1",
+        "UPDATE record_documents SET cited = 0",
+        "DELETE FROM record_documents",
+    ],
+)
+def test_updates_and_deletes_are_refused(audit: AuditLog, log_path: Path, statement: str) -> None:
+    fill(audit, 2)
+    db = sqlite3.connect(log_path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute(statement)
+    finally:
+        db.close()
+    assert audit.verify().ok
+
+
+def test_a_damaged_file_is_a_clear_error(log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True)
+    log_path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(AuditError, match="cannot open the audit log"):
+        AuditLog(log_path)
+
+
+def test_a_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a folder")
+    with pytest.raises(AuditError, match="cannot open the audit log"):
+        AuditLog(tmp_path / "data" / "audit.sqlite3")
+
+
+def test_read_only_opening_never_writes(log_path: Path) -> None:
+    with pytest.raises(AuditError):
+        AuditLog(log_path, read_only=True)
+    assert not log_path.parent.exists()
+    with AuditLog(log_path) as log:
+        fill(log, 2)
+    with AuditLog(log_path, read_only=True) as reader:
+        assert reader.verify().ok and reader.head() is not None
+        with pytest.raises(AuditError, match="read-only"):
+            reader.append(make_entry())
+        with pytest.raises(AuditError, match="read-only"):
+            reader.check_writable()
+
+
+def test_paths_with_uri_characters_open_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "odd ?#% näme" / "audit.sqlite3"
+    with AuditLog(path) as log:
+        fill(log, 1)
+    with AuditLog(path, read_only=True) as reader:
+        assert reader.verify().count == 1
+
+
+def test_append_fails_closed_while_another_writer_holds_the_lock(log_path: Path) -> None:
+    log = AuditLog(log_path, busy_timeout_s=0.1)
+    fill(log, 1)
+    other = sqlite3.connect(log_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(AuditError, match="no answer may be returned") as caught:
+            log.append(make_entry())
+        assert not isinstance(caught.value, sqlite3.Error)
+        with pytest.raises(AuditError):
+            log.check_writable()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    log.check_writable()
+    assert log.append(make_entry()).seq == 2
+    assert log.verify().ok
+    log.close()
+
+
+def test_append_on_a_closed_log_fails_closed(audit: AuditLog) -> None:
+    audit.close()
+    with pytest.raises(AuditError):
+        audit.append(make_entry())
+
+
+def test_check_writable_refuses_a_full_disk(
+    audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("appliance.audit.log.shutil.disk_usage", lambda _: usage(10, 10, 0))
+    with pytest.raises(AuditError, match="full"):
+        audit.check_writable()
+
+
+@pytest.mark.parametrize("where", ["/proc/audit.sqlite3", "/proc/appliance/audit.sqlite3"])
+def test_opening_on_a_read_only_file_system_fails_closed(where: str) -> None:
+    """/proc refuses new files even to root, unlike a chmod-ed folder."""
+    with pytest.raises(AuditError, match="cannot open the audit log"):
+        AuditLog(Path(where))
+
+
+def test_concurrent_appends_keep_the_chain_linear(log_path: Path) -> None:
+    shared = AuditLog(log_path)
+    separate = [AuditLog(log_path) for _ in range(2)]
+    logs = [shared, shared, *separate]
+    errors: list[BaseException] = []
+
+    def work(log: AuditLog, worker: int) -> None:
+        try:
+            for i in range(20):
+                log.append(make_entry(user=f"worker{worker}", question=f"q{i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(log, n)) for n, log in enumerate(logs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    result = shared.verify()
+    assert (result.ok, result.count) == (True, 80)
+    assert [r.seq for r in shared.query()] == list(range(1, 81))
+    assert all(len(shared.query(user=f"worker{n}")) == 20 for n in range(4))
+    for log in [shared, *separate]:
+        log.close()

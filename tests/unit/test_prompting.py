@@ -1,0 +1,119 @@
+import pytest
+
+from appliance.domain import RetrievedPassage
+from appliance.errors import QuestionError
+from appliance.prompting import MIN_PASSAGE_TOKENS, build_prompt, parse_citations
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def passage(n: int, length: int) -> RetrievedPassage:
+    text = " ".join(f"w{n}x{i}" for i in range(length))
+    return RetrievedPassage(f"c{n}", f"d{n}", f"/docs/{n}.txt", 0, text, 0.9 - n / 100)
+
+
+def fixed_cost(question: str) -> int:
+    empty = build_prompt(
+        question, [], mode="completion", count_tokens=words, context_size=10**6, max_tokens=0
+    )
+    return words(empty.prompt.text) + 32
+
+
+def test_passages_are_numbered_in_rank_order_and_all_fit_when_there_is_room() -> None:
+    built = build_prompt(
+        "what?",
+        [passage(1, 10), passage(2, 10)],
+        mode="completion",
+        count_tokens=words,
+        context_size=2048,
+        max_tokens=256,
+    )
+    assert [p.chunk_id for p in built.passages] == ["c1", "c2"]
+    text = built.prompt.text
+    assert text.index("[1] w1x0") < text.index("[2] w2x0") < text.index("Question: what?")
+    assert text.rstrip().endswith("Answer:")
+
+
+def test_the_first_passage_that_does_not_fit_is_cut_and_later_ones_are_left_out() -> None:
+    question = "what?"
+    budget = 100 + MIN_PASSAGE_TOKENS + 10
+    context = fixed_cost(question) + budget + 50
+    built = build_prompt(
+        question,
+        [passage(1, 99), passage(2, 500), passage(3, 5)],
+        mode="completion",
+        count_tokens=words,
+        context_size=context,
+        max_tokens=50,
+    )
+    assert [p.chunk_id for p in built.passages] == ["c1", "c2"]
+    assert "w2x0" in built.prompt.text and "w2x499" not in built.prompt.text
+    assert "w3x0" not in built.prompt.text
+    assert words(built.prompt.text) <= context - 50
+
+
+def test_a_remainder_too_small_for_a_useful_passage_drops_it() -> None:
+    question = "what?"
+    context = fixed_cost(question) + 100 + 10 + 50
+    built = build_prompt(
+        question,
+        [passage(1, 99), passage(2, 500)],
+        mode="completion",
+        count_tokens=words,
+        context_size=context,
+        max_tokens=50,
+    )
+    assert [p.chunk_id for p in built.passages] == ["c1"]
+    assert "w2x0" not in built.prompt.text
+
+
+def test_a_question_longer_than_the_context_is_refused_with_the_allowed_length() -> None:
+    with pytest.raises(QuestionError, match="too long"):
+        build_prompt(
+            "word " * 3000,
+            [passage(1, 10)],
+            mode="completion",
+            count_tokens=words,
+            context_size=1024,
+            max_tokens=256,
+        )
+
+
+def test_chat_mode_puts_instructions_passages_and_question_in_one_user_turn() -> None:
+    built = build_prompt(
+        "why?", [passage(1, 3)], mode="chat", count_tokens=words, context_size=512, max_tokens=64
+    )
+    messages = built.prompt.messages()
+    assert [m["role"] for m in messages] == ["user"]
+    assert "[1] w1x0" in messages[0]["content"] and "Question: why?" in messages[0]["content"]
+    assert "Answer: Visitors" not in messages[0]["content"]  # no worked example in chat mode
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("It is 42 [1].", (1,)),
+        ("A [2], B [1, 3] and C [3][2].", (2, 1, 3)),
+        ("See [1; 2].", (1, 2)),
+        ("Made up [7] and [0].", ()),
+        ("No citation at all.", ()),
+        ("A list [a] and [1.5] are not citations.", ()),
+    ],
+)
+def test_citations_are_parsed_in_order_of_first_use_and_only_valid_numbers_kept(
+    answer: str, expected: tuple[int, ...]
+) -> None:
+    assert parse_citations(answer, passage_count=3) == expected
+
+
+def test_prompt_hash_changes_with_the_prompt() -> None:
+    one = build_prompt(
+        "a?", [passage(1, 3)], mode="completion", count_tokens=words, context_size=512, max_tokens=8
+    )
+    two = build_prompt(
+        "b?", [passage(1, 3)], mode="completion", count_tokens=words, context_size=512, max_tokens=8
+    )
+    assert one.prompt.sha256() != two.prompt.sha256()
+    assert len(one.prompt.sha256()) == 64

@@ -1,0 +1,162 @@
+"""The orchestration around the model: real Qdrant Edge and audit log, scripted generator."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.answers import Finished, Question, SourcesFound, Token
+from appliance.audit import AuditEntry, AuditLog, AuditRecord
+from appliance.domain import IndexedChunk
+from appliance.errors import AuditError, BusyError, ModelError, QuestionError
+from appliance.gate import ModelGate
+from appliance.rag import AnswerPolicy, Assistant
+from appliance.retrieval import Retriever
+from appliance.store.edge import EdgeStore
+from tests.fakes import BagOfWordsEmbedder, ScriptedGenerator
+
+DOCS = [
+    (
+        "/docs/wifi.txt",
+        ("everyone",),
+        "The guest wifi password is BLUEFALCON and it changes monthly.",
+    ),
+    ("/docs/parking.txt", ("everyone",), "Parking spaces are on level two of the garage."),
+    ("/docs/salaries.txt", ("hr",), "The salary bands for engineers are confidential numbers."),
+]
+
+
+class Harness:
+    def __init__(self, root: Path, generator: ScriptedGenerator) -> None:
+        self.embedder = BagOfWordsEmbedder()
+        self.store = EdgeStore.open(root / "qdrant", "docs", self.embedder.dimension, "bow")
+        self.audit = AuditLog(root / "audit.sqlite3")
+        self.generator = generator
+        self.loads = 0
+        chunks = [
+            IndexedChunk(f"{n:064x}", source, 0, text, acl, "2026-11-23T00:00:00Z")
+            for n, (source, acl, text) in enumerate(DOCS, start=1)
+        ]
+        self.store.upsert(chunks, self.embedder.embed([c.text for c in chunks]))
+        self.gate = ModelGate(queue_size=0, timeout_s=0.1)
+        self.assistant = Assistant(
+            Retriever(self.embedder, self.store),
+            self.audit,
+            self.gate,
+            self._load,
+            AnswerPolicy(score_threshold=0.2, max_tokens=64, collection="docs"),
+        )
+
+    def _load(self) -> ScriptedGenerator:
+        self.loads += 1
+        return self.generator
+
+    def records(self) -> list[AuditRecord]:
+        return self.audit.query()
+
+    def close(self) -> None:
+        self.audit.close()
+        self.store.close()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    opened = Harness(tmp_path, ScriptedGenerator("The password is BLUEFALCON [1]."))
+    yield opened
+    opened.close()
+
+
+def ask(text: str, groups: tuple[str, ...] = ("everyone",), **extra: object) -> Question:
+    return Question(text=text, user="ann", groups=groups, k=3, **extra)  # type: ignore[arg-type]
+
+
+def test_an_answer_streams_sources_then_tokens_then_the_recorded_answer(harness: Harness) -> None:
+    events = list(harness.assistant.stream(ask("what is the guest wifi password?")))
+    assert isinstance(events[0], SourcesFound)
+    assert events[0].sources[0].passage.source == "/docs/wifi.txt"
+    tokens = "".join(e.text for e in events if isinstance(e, Token))
+    assert tokens == "The password is BLUEFALCON [1]."
+    final = events[-1]
+    assert isinstance(final, Finished)
+    answer = final.answer
+    assert (answer.outcome, answer.citations) == ("answered", (1,))
+    [record] = harness.records()
+    assert record.id == answer.audit_id
+    entry: AuditEntry = record.entry
+    assert entry.answer == answer.answer and entry.user == "ann"
+    assert entry.prompt_sha256 == harness.generator.prompts[0].sha256()
+    cited = [p.source for p in entry.passages if p.cited]
+    assert cited == ["/docs/wifi.txt"]
+    assert entry.model["sha256"] == "ab" * 32
+
+
+def test_a_user_never_retrieves_what_their_groups_may_not_read(harness: Harness) -> None:
+    question = "what are the salary bands for engineers?"
+    outsider = harness.assistant.ask(ask(question, groups=("everyone",)))
+    assert all(s.passage.source != "/docs/salaries.txt" for s in outsider.sources)
+    assert all(p.source != "/docs/salaries.txt" for p in harness.records()[-1].entry.passages)
+    insider = harness.assistant.ask(ask(question, groups=("hr",)))
+    assert insider.sources[0].passage.source == "/docs/salaries.txt"
+
+
+def test_nothing_relevant_says_so_without_calling_the_model(harness: Harness) -> None:
+    answer = harness.assistant.ask(ask("zebra migration patterns?"))
+    assert answer.outcome == "nothing-found" and answer.answer is None
+    assert answer.message and "No passage" in answer.message
+    assert harness.loads == 0
+    assert harness.records()[0].entry.outcome == "nothing-found"
+
+
+def test_retrieve_only_returns_sources_and_never_loads_the_model(harness: Harness) -> None:
+    answer = harness.assistant.ask(ask("where are the parking spaces?", retrieve_only=True))
+    assert answer.outcome == "retrieved" and answer.answer is None
+    assert answer.sources[0].passage.source == "/docs/parking.txt"
+    assert harness.loads == 0
+
+
+def test_an_empty_question_is_refused_and_recorded(harness: Harness) -> None:
+    with pytest.raises(QuestionError):
+        harness.assistant.ask(ask("   "))
+    assert harness.records()[0].entry.outcome == "refused"
+
+
+def test_no_answer_is_returned_when_its_record_cannot_be_written(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(entry: AuditEntry) -> AuditRecord:
+        raise AuditError("disk full")
+
+    monkeypatch.setattr(harness.audit, "append", broken)
+    events = []
+    with pytest.raises(AuditError):
+        for event in harness.assistant.stream(ask("what is the guest wifi password?")):
+            events.append(event)
+    assert not any(isinstance(e, Finished) for e in events)
+
+
+def test_a_model_failure_is_recorded_as_an_error(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, ScriptedGenerator("a b c", fail=RuntimeError("GGML_ASSERT")))
+    try:
+        with pytest.raises(ModelError, match="GGML_ASSERT"):
+            harness.assistant.ask(ask("what is the guest wifi password?"))
+        [record] = harness.records()
+        assert record.entry.outcome == "error" and "GGML_ASSERT" in (record.entry.error or "")
+        assert not harness.gate.busy
+    finally:
+        harness.close()
+
+
+def test_a_busy_model_refuses_and_records_it(harness: Harness) -> None:
+    with harness.gate.hold(), pytest.raises(BusyError):
+        harness.assistant.ask(ask("what is the guest wifi password?"))
+    assert harness.records()[0].entry.outcome == "refused"
+
+
+def test_a_stream_stopped_early_releases_the_model_and_is_recorded(harness: Harness) -> None:
+    stream = harness.assistant.stream(ask("what is the guest wifi password?"))
+    for event in stream:
+        if isinstance(event, Token):
+            break
+    stream.close()
+    assert not harness.gate.busy
+    assert harness.records()[0].entry.outcome == "error"
