@@ -24,6 +24,7 @@ models: install
 run: models
 	$(BIN)/appliance ingest $(DOCS)
 	$(BIN)/appliance status
+	$(BIN)/appliance ask "How many days of paid holiday does an employee get?"
 
 lint: install
 	$(BIN)/ruff check appliance ingest ui tests bench
@@ -37,8 +38,11 @@ test: lint typecheck
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+# Needs the Python 3.11 docs (apt-get install python3.11-doc); about an hour on 2 cores.
+BENCH_DATA ?= .bench/data
 bench: models
-	$(BIN)/python -m bench.ingest_bench
+	$(BIN)/python -m bench.ingest_bench --keep-data $(BENCH_DATA)
+	$(BIN)/python -m bench.ask_bench --data-dir $(BENCH_DATA)
 
 clean:
-	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) data .bench .mypy_cache .ruff_cache .pytest_cache

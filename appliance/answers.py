@@ -10,6 +10,8 @@ from appliance.audit import Outcome
 from appliance.domain import RetrievedPassage
 from appliance.generation import ModelIdentity
 
+NO_MODEL = ModelIdentity(path=None, sha256=None)  # no model was needed (nothing found...)
+
 
 @dataclass(frozen=True)
 class Question:
@@ -75,6 +77,8 @@ class Answer:
     model: ModelIdentity | None
     audit_id: str
     timings: Timings
+    # Every passage the search returned (top k, before the threshold and the context fit).
+    retrieved: tuple[RetrievedPassage, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,7 +87,7 @@ class Answer:
             "message": self.message,
             "citations": list(self.citations),
             "sources": [source.to_json() for source in self.sources],
-            "model": self.model.to_json() if self.model else None,
+            "model": (self.model or NO_MODEL).to_json(),
             "audit_id": self.audit_id,
             "timings": self.timings.to_json(),
         }

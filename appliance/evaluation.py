@@ -97,12 +97,12 @@ def source_matches(stored: str, expected: str) -> bool:
 
 
 def first_hit_rank(question: EvalQuestion, answer: Answer) -> int | None:
-    for source in answer.sources:
-        passage = source.passage
+    """Rank of the first hit among every passage the search returned (the README's hit@k)."""
+    for rank, passage in enumerate(answer.retrieved, start=1):
         if any(source_matches(passage.source, s) for s in question.sources):
             text = normalize(passage.text)
             if any(target in text for target in question.targets):
-                return source.n
+                return rank
     return None
 
 
@@ -125,6 +125,7 @@ class Scoreboard:
     k: int
     generated: bool
     questions: int = 0
+    failures: int = 0
     hits: int = 0
     reciprocal_ranks: float = 0.0
     correct: int = 0
@@ -153,6 +154,11 @@ class Scoreboard:
         self._add_timings(answer)
         return {"hit_rank": rank, "correct": correct if self.generated else None}
 
+    def add_failure(self) -> None:
+        """A question that got an error instead of an answer: it scores 0 everywhere."""
+        self.questions += 1
+        self.failures += 1
+
     def _add_timings(self, answer: Answer) -> None:
         self.total_ms.append(answer.timings.total_ms)
         if answer.timings.first_token_ms is not None:
@@ -165,6 +171,7 @@ class Scoreboard:
         generated = self.generated
         return {
             "questions": self.questions,
+            "failures": self.failures,
             "k": self.k,
             f"hit@{self.k}": round(self.hits / n, 4),
             "mrr": round(self.reciprocal_ranks / n, 4),

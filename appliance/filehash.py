@@ -22,14 +22,15 @@ def sha256_of_file(path: Path) -> str:
 
 
 def cached_sha256(path: Path, cache_file: Path) -> str:
-    """The file's sha256, computed once per (path, size, mtime) and kept in `cache_file`.
+    """The file's sha256, computed once per version of the file and kept in `cache_file`.
 
     A multi-gigabyte GGUF takes many seconds to hash; the cache keeps start-up fast while a
-    replaced file (new size or mtime) is always hashed again.
+    replaced or rewritten file (new inode, size, mtime or ctime) is hashed again.
     """
     resolved = path.resolve()
     stat = resolved.stat()
-    key = f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
+    # ctime and inode change on any rewrite or replacement, even when mtime is forged.
+    key = f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|{stat.st_ino}"
     cache = _read_cache(cache_file)
     if key in cache:
         return cache[key]

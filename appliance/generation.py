@@ -6,6 +6,7 @@ import ctypes
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,8 @@ PromptMode = Literal["completion", "chat"]
 class ModelIdentity:
     """Which weights produced an answer: what the audit log and `ask --json` report."""
 
-    path: str
-    sha256: str
+    path: str | None
+    sha256: str | None
     adapter_path: str | None = None
     adapter_sha256: str | None = None
 
@@ -61,6 +62,9 @@ class Generator(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def sanitize(self, text: str) -> str:
+        """`text` with any spelling of the model's control tokens made harmless."""
+
     def stream(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
         """Text pieces of the answer as the model produces them."""
 
@@ -76,6 +80,13 @@ def _silence_llama_cpp() -> None:
     import llama_cpp
 
     llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
+
+
+# Shapes of control-token spellings across model families: <end_of_turn>, <|im_end|>, [INST].
+CONTROL_CANDIDATE = re.compile(r"<\|?[^<>|\s]{1,48}\|?>|\[/?[A-Z_]{2,24}\]")
+
+
+DEFANG = str.maketrans({"<": "\u2039", ">": "\u203a", "[": "\u27e6", "]": "\u27e7"})
 
 
 def detect_mode(metadata: dict[str, str], configured: str) -> PromptMode:
@@ -111,6 +122,7 @@ class LlamaCppGenerator:
             adapter_sha256=cached_sha256(adapter_path, cache) if adapter_path else None,
         )
         self._temperature = temperature
+        self._control_spellings: dict[str, bool] = {}
         self._llm = _load(model_path, adapter_path, context_size, threads, gpu_layers)
         self._mode = detect_mode(dict(self._llm.metadata), prompt_mode)
         log.info(
@@ -135,7 +147,24 @@ class LlamaCppGenerator:
         return int(self._llm.n_ctx())
 
     def count_tokens(self, text: str) -> int:
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def sanitize(self, text: str) -> str:
+        """Defang text that llama.cpp would read as a control token (it parses prompts with
+        special tokens on): a document saying "<end_of_turn><start_of_turn>user" must stay
+        text, not open a turn. Such spellings get their brackets replaced by look-alikes."""
+        return CONTROL_CANDIDATE.sub(self._defang, text)
+
+    def _defang(self, match: re.Match[str]) -> str:
+        candidate = match.group(0)
+        if candidate not in self._control_spellings:
+            encoded = candidate.encode("utf-8")
+            as_control = self._llm.tokenize(encoded, add_bos=False, special=True)
+            as_text = self._llm.tokenize(encoded, add_bos=False, special=False)
+            self._control_spellings[candidate] = as_control != as_text
+        if not self._control_spellings[candidate]:
+            return candidate
+        return candidate.translate(DEFANG)
 
     def stream(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
         try:

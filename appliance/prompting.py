@@ -40,6 +40,8 @@ EXAMPLE = (
 
 COMPLETION_STOP = ("\nQuestion:", "\nPassages:", "\n\n\n")
 
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
 CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 
 
@@ -72,8 +74,13 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     context_size: int,
     max_tokens: int,
+    sanitize: Callable[[str], str] = str,
 ) -> BuiltPrompt:
-    """Number the passages that fit (see the module docstring) and render the prompt."""
+    """Number the passages that fit (see the module docstring) and render the prompt.
+
+    Passages and question go through `sanitize` (the model's control-token defence) first.
+    """
+    question = sanitize(question)
     fixed = count_tokens(render(mode, question, []).text) + TEMPLATE_MARGIN_TOKENS
     budget = context_size - max_tokens - fixed
     if budget < 0:
@@ -86,7 +93,7 @@ def build_prompt(
     blocks: list[str] = []
     used: list[RetrievedPassage] = []
     for passage in passages:
-        block = passage_block(len(blocks) + 1, passage)
+        block = sanitize(passage_block(len(blocks) + 1, passage))
         cost = count_tokens(block)
         if cost <= budget:
             blocks.append(block)
@@ -97,6 +104,11 @@ def build_prompt(
             blocks.append(_cut_to(block, budget, count_tokens))
             used.append(passage)
         break
+    if not used:
+        raise QuestionError(
+            "the question leaves no room for any passage in the model's context: shorten it "
+            "(or raise APPLIANCE_LLM_CONTEXT_SIZE)"
+        )
     return BuiltPrompt(render(mode, question, blocks), tuple(used))
 
 
@@ -124,3 +136,20 @@ def parse_citations(answer: str, passage_count: int) -> tuple[int, ...]:
             if 1 <= number <= passage_count and number not in cited:
                 cited.append(number)
     return tuple(cited)
+
+
+def without_repetition(text: str) -> str | None:
+    """`text` cut before its first sentence that repeats an earlier one; None if none does.
+
+    Small models at temperature 0 fall into loops ("X is Y. X is Y. X is Y."). Generation
+    stops at the first repeated sentence instead of filling the token budget with it.
+    """
+    sentences = SENTENCE_END.split(text.strip())
+    complete = sentences if text.rstrip()[-1:] in (".", "!", "?") else sentences[:-1]
+    seen: set[str] = set()
+    for index, sentence in enumerate(complete):
+        key = " ".join(sentence.lower().split())
+        if key in seen:
+            return " ".join(sentences[:index]).strip()
+        seen.add(key)
+    return None

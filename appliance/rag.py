@@ -26,10 +26,15 @@ from appliance.answers import (
 )
 from appliance.audit import AuditEntry, AuditLog, AuditPassage, Outcome
 from appliance.domain import RetrievedPassage
-from appliance.errors import ApplianceError, ModelError, QuestionError
+from appliance.errors import ApplianceError, ModelError, QuestionError, StoreError
 from appliance.gate import ModelGate
 from appliance.generation import Generator, ModelIdentity
-from appliance.prompting import BuiltPrompt, build_prompt, parse_citations
+from appliance.prompting import (
+    BuiltPrompt,
+    build_prompt,
+    parse_citations,
+    without_repetition,
+)
 from appliance.retrieval import Retriever
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ NOTHING_FOUND = (
     "Try other words, or ask an administrator whether the document is indexed."
 )
 MAX_QUESTION_CHARS = 4000
+MAX_K = 50
 
 
 @dataclass(frozen=True)
@@ -85,23 +91,26 @@ class Assistant:
     def stream(self, question: Question) -> EventStream:
         started = time.perf_counter()
         run = _Run(question, started, self._audit, self._policy, self._retriever.embed_model)
-        if not question.text.strip() or len(question.text) > MAX_QUESTION_CHARS:
-            error = QuestionError(
-                f"a question must have 1 to {MAX_QUESTION_CHARS} characters "
-                f"(got {len(question.text.strip())})"
-            )
-            run.record("refused", error=str(error))
-            raise error
+        problem = _question_problem(question)
+        if problem is not None:
+            run.record("refused", error=problem)
+            raise QuestionError(problem)
         self._audit.check_writable()
-        retrieved = self._retriever.search(question.search_text, question.groups, question.k)
+        try:
+            retrieved = self._retriever.search(question.search_text, question.groups, question.k)
+        except Exception as exc:
+            log.error("event=retrieval_failed error=%s", type(exc).__name__)
+            run.record("error", error=f"retrieval failed: {exc}")
+            raise StoreError(f"the document index could not be searched: {exc}") from None
         run.retrieved(retrieved, self._policy.score_threshold)
         if not run.relevant:
             yield Finished(run.finish("nothing-found", message=NOTHING_FOUND))
             return
         if question.retrieve_only:
             sources = run.number(run.relevant)
+            answer = run.finish("retrieved", sources=sources)  # recorded before anything shows
             yield SourcesFound(sources)
-            yield Finished(run.finish("retrieved", sources=sources))
+            yield Finished(answer)
             return
         yield from self._generate(run)
 
@@ -111,22 +120,28 @@ class Assistant:
                 generator = self.generator()
                 run.model = generator.identity
                 built = build_prompt(
-                    run.question.text,
+                    run.question.search_text,
                     run.relevant,
                     mode=generator.mode,
                     count_tokens=generator.count_tokens,
                     context_size=generator.context_size,
                     max_tokens=self._policy.max_tokens,
+                    sanitize=generator.sanitize,
                 )
                 run.prompt = built
                 sources = run.number(built.passages)
                 yield SourcesFound(sources)
                 pieces: list[str] = []
+                trimmed: str | None = None
                 for piece in generator.stream(built.prompt, self._policy.max_tokens):
                     run.token()
                     pieces.append(piece)
                     yield Token(piece)
-        except GeneratorExit:
+                    if any(mark in piece for mark in ".!?"):
+                        trimmed = without_repetition("".join(pieces))
+                        if trimmed is not None:
+                            break
+        except (GeneratorExit, KeyboardInterrupt):
             run.record("error", error="the answer was stopped before it finished")
             raise
         except ApplianceError as exc:
@@ -137,9 +152,18 @@ class Assistant:
             log.exception("event=generation_failed")
             run.record("error", error=f"{type(exc).__name__}: {exc}")
             raise ModelError(f"the model failed while answering: {exc}") from None
-        answer = "".join(pieces).strip()
+        answer = trimmed if trimmed is not None else "".join(pieces).strip()
         citations = parse_citations(answer, len(built.passages))
         yield Finished(run.finish("answered", sources=sources, answer=answer, citations=citations))
+
+
+def _question_problem(question: Question) -> str | None:
+    for label, text in (("question", question.text), ("standalone question", question.standalone)):
+        if text is not None and not 0 < len(text.strip()) <= MAX_QUESTION_CHARS:
+            return f"a {label} must have 1 to {MAX_QUESTION_CHARS} characters (got {len(text)})"
+    if not 1 <= question.k <= MAX_K:
+        return f"k must be between 1 and {MAX_K} (got {question.k})"
+    return None
 
 
 class _Run:
@@ -206,8 +230,20 @@ class _Run:
         message: str | None = None,
     ) -> Answer:
         timings = self.timings()
-        audit_id = self.record(outcome, answer=answer, sources=sources, citations=citations)
-        return Answer(outcome, answer, message, citations, sources, self.model, audit_id, timings)
+        audit_id = self.record(
+            outcome, answer=answer, sources=sources, citations=citations, timings=timings
+        )
+        return Answer(
+            outcome,
+            answer,
+            message,
+            citations,
+            sources,
+            self.model,
+            audit_id,
+            timings,
+            retrieved=tuple(self.all),
+        )
 
     def record(
         self,
@@ -217,6 +253,7 @@ class _Run:
         sources: tuple[Source, ...] = (),
         citations: tuple[int, ...] = (),
         error: str | None = None,
+        timings: Timings | None = None,
     ) -> str:
         cited_chunks = {s.passage.chunk_id for s in sources if s.n in citations}
         policy = self.policy
@@ -240,7 +277,7 @@ class _Run:
             model=_model_json(self.model),
             prompt_sha256=self.prompt.prompt.sha256() if self.prompt else None,
             answer=answer,
-            timings=self.timings().to_json(),
+            timings=(timings or self.timings()).to_json(),
             outcome=outcome,
             error=error,
             channel=self.question.channel,

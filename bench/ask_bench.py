@@ -66,45 +66,54 @@ def _time_stream(pieces: Any, started: float) -> tuple[float, float | None, int]
     return (first - started) * 1000, rate, count
 
 
-class RecordingGenerator:
-    """The real generator, remembering the last prompt so raw llama.cpp can get the same one."""
+def prompt_for(services: Any, settings: Any, generator: Any, question: str, k: int) -> Any:
+    """The prompt `ask` builds for this question, made with the same functions, or None."""
+    from appliance.prompting import build_prompt
+    from appliance.retrieval import Retriever
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.last_prompt: Any = None
-        self.identity = inner.identity
-        self.mode = inner.mode
-        self.context_size = inner.context_size
-        self.count_tokens = inner.count_tokens
-
-    def stream(self, prompt: Any, max_tokens: int) -> Any:
-        self.last_prompt = prompt
-        return self.inner.stream(prompt, max_tokens)
+    retrieved = Retriever(services.embedder, services.index.store).search(
+        question, ("everyone",), k
+    )
+    relevant = [p for p in retrieved if p.score >= settings.score_threshold]
+    if not relevant:
+        return None
+    return build_prompt(
+        question,
+        relevant,
+        mode=generator.mode,
+        count_tokens=generator.count_tokens,
+        context_size=generator.context_size,
+        max_tokens=settings.llm_max_tokens,
+        sanitize=generator.sanitize,
+    ).prompt
 
 
 def speed(services: Any, settings: Any, questions: list[Any], k: int) -> dict[str, Any]:
-    """ask and raw llama-cpp-python, alternating which goes first, on the same prompts."""
-    from appliance.answers import Question, SourcesFound
+    """ask and raw llama-cpp-python on the same prompts, alternating which goes first.
+
+    Each of the two Llama instances sees each prompt once, so neither gains from llama.cpp's
+    prompt cache more than the other.
+    """
+    from appliance.answers import Question, Token
     from appliance.services import build_generator
 
     generator = services.assistant.generator()
     if generator.mode != "completion":
         raise SystemExit("the speed comparison uses completion prompts: use a base model")
-    raw_generator = build_generator(settings)  # a second, independent Llama instance
-    raw = cast(Any, raw_generator)._llm  # the raw llama_cpp.Llama is the point here
+    raw = cast(Any, build_generator(settings))._llm  # a second, independent llama_cpp.Llama
     rows = []
     for number, item in enumerate(questions):
+        prompt = prompt_for(services, settings, generator, item.question, k)
+        if prompt is None:
+            continue
         request = Question(item.question, "bench", ("everyone",), k, channel="eval")
 
         def run_ask(request: Any = request) -> tuple[float, float | None, int]:
             started = time.perf_counter()
             events = services.assistant.stream(request)
-            pieces = (e for e in events if not isinstance(e, SourcesFound))
-            first, rate, count = _time_stream(pieces, started)
-            return first, rate, count - 1  # the Finished event is not a token
+            return _time_stream((e for e in events if isinstance(e, Token)), started)
 
-        def run_raw() -> tuple[float, float | None, int]:
-            prompt = generator.last_prompt
+        def run_raw(prompt: Any = prompt) -> tuple[float, float | None, int]:
             started = time.perf_counter()
             stream = raw.create_completion(
                 prompt.text,
@@ -116,12 +125,9 @@ def speed(services: Any, settings: Any, questions: list[Any], k: int) -> dict[st
             return _time_stream(stream, started)
 
         if number % 2 == 0:
-            ask_result = run_ask()
-            raw_result = run_raw()
-        else:  # raw first needs the prompt: build it with an ask whose timing is discarded
-            run_ask()
-            raw_result = run_raw()
-            ask_result = run_ask()
+            ask_result, raw_result = run_ask(), run_raw()
+        else:
+            raw_result, ask_result = run_raw(), run_ask()
         rows.append({"id": item.id, "ask": ask_result, "raw": raw_result})
     return _speed_summary(rows)
 
@@ -169,16 +175,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from appliance.evaluation import load_questions
     from appliance.offline import enforce_offline
-    from appliance.services import build_answer_services, build_generator
+    from appliance.services import build_answer_services
     from appliance.settings import load_settings
 
     enforce_offline()
     ensure_index(args.data_dir, args.docs_root)
     settings = load_settings(data_dir=args.data_dir)
     questions = load_questions(args.questions)
-    services = build_answer_services(
-        settings, load_generator=lambda: RecordingGenerator(build_generator(settings))
-    )
+    services = build_answer_services(settings)
     load_average = round(os.getloadavg()[0], 2)
     try:
         result: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_1min": load_average}

@@ -15,9 +15,11 @@ Exit status: 0 when it ran, 1 when the ingest itself failed, 2 when the corpus i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -246,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs-root", type=Path, default=DOCS_ROOT, help="the docs' HTML root")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     parser.add_argument("--out", type=Path, help="also write the JSON results to this file")
+    parser.add_argument(
+        "--keep-data",
+        type=Path,
+        help="build the index in this folder (emptied first) and keep it, e.g. for ask_bench",
+    )
     args = parser.parse_args(argv)
 
     paths = corpus_paths(args.docs_root, args.subset)
@@ -263,7 +270,15 @@ def main(argv: list[str] | None = None) -> int:
 
     enforce_offline()  # as the CLI does: same environment for both sides
     load_average = round(os.getloadavg()[0], 2)  # other work on the machine skews timings
-    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as data_dir:
+    if args.keep_data is not None:
+        shutil.rmtree(args.keep_data, ignore_errors=True)
+        args.keep_data.mkdir(parents=True)
+    scratch = (
+        contextlib.nullcontext(str(args.keep_data.resolve()))
+        if args.keep_data is not None
+        else tempfile.TemporaryDirectory(prefix="ingest-bench-")
+    )
+    with scratch as data_dir:
         base = load_settings()
         device = base.embed_device or "cpu"
         overrides = {

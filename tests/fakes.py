@@ -83,6 +83,9 @@ class ScriptedGenerator:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    def sanitize(self, text: str) -> str:
+        return text.replace("<end_of_turn>", "(end_of_turn)")
+
     def stream(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
         self.prompts.append(prompt)
         for number, word in enumerate(self.answer.split(" ")):

@@ -6,13 +6,13 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from appliance.answers import Answer, Question
 from appliance.cli.common import print_json, settings_for_command, user_errors
-from appliance.errors import ConfigError
+from appliance.errors import BusyError, ConfigError, ModelError, QuestionError
 from appliance.evaluation import EvalQuestion, Scoreboard, load_questions
 from appliance.services import build_answer_services
 from appliance.settings import Settings
@@ -142,18 +142,13 @@ def _run_eval(
                     retrieve_only=retrieve_only,
                     channel="eval",
                 )
-                answer = services.assistant.ask(request)
-                scores = board.add(item, answer)
-                line = {
-                    "id": item.id,
-                    "answer": answer.answer,
-                    "citations": list(answer.citations),
-                    "sources": [s.to_json() for s in answer.sources],
-                    "outcome": answer.outcome,
-                    "audit_id": answer.audit_id,
-                    "timings": answer.timings.to_json(),
-                    **scores,
-                }
+                try:
+                    answer = services.assistant.ask(request)
+                except (QuestionError, BusyError, ModelError) as exc:  # recorded; go on
+                    board.add_failure()
+                    line: dict[str, Any] = {"id": item.id, "answer": None, "error": str(exc)}
+                else:
+                    line = _result_line(item, answer, board.add(item, answer))
                 results.write(json.dumps(line, ensure_ascii=False) + "\n")
                 results.flush()
                 if show:
@@ -163,6 +158,19 @@ def _run_eval(
     if show:
         typer.echo("", err=True)
     return {**board.summary(), "results": str(out)}
+
+
+def _result_line(item: EvalQuestion, answer: Answer, scores: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "answer": answer.answer,
+        "citations": list(answer.citations),
+        "sources": [s.to_json() for s in answer.sources],
+        "outcome": answer.outcome,
+        "audit_id": answer.audit_id,
+        "timings": answer.timings.to_json(),
+        **scores,
+    }
 
 
 def _print_summary(summary: dict[str, object]) -> None:

@@ -36,6 +36,7 @@ def answer(text: str | None, sources: list[Source], citations: tuple[int, ...]) 
         None,
         "id",
         Timings(5.0, 10.0, 20.0, 30.0),
+        retrieved=tuple(s.passage for s in sources),
     )
 
 
