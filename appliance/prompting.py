@@ -38,7 +38,8 @@ EXAMPLE = (
     "Answer: Visitors sign in at the front desk [2].\n\n"
 )
 
-COMPLETION_STOP = ("\nQuestion:", "\nPassages:", "\n\n\n")
+# "\n[" : a base model that starts a new "[6] ..." line is inventing passages, not answering.
+COMPLETION_STOP = ("\nQuestion:", "\nPassages:", "\n\n\n", "\n[")
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
