@@ -10,7 +10,6 @@ re-doing is idempotent because the ids are stable. The result is the clean run's
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +21,7 @@ from typing import Protocol
 from appliance.domain import ChunkText, DocumentEntry, FailedFile, IndexedChunk, IngestReport
 from appliance.embedding import Embedder
 from appliance.errors import LoadError
+from appliance.filehash import sha256_of_file
 from appliance.manifest import Manifest
 from appliance.store import VectorStore
 from ingest.discovery import discover, is_under
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 # Chunks embedded together: large enough that the embedder sorts and pads efficiently.
 EMBED_GROUP_CHUNKS = 512
-HASH_BLOCK = 1 << 20
 
 
 class Parser(Protocol):
@@ -65,14 +64,6 @@ class _Candidate:
 class _Parsed:
     candidate: _Candidate
     chunks: list[ChunkText]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def utc_now() -> str:
@@ -146,7 +137,7 @@ class IngestPipeline:
                     f"over the size limit ({size / 1_000_000:.1f} MB > "
                     f"{limit_mb:g} MB, APPLIANCE_MAX_FILE_SIZE_MB)"
                 )
-            doc_id = sha256_file(path)
+            doc_id = sha256_of_file(path)
         except (OSError, LoadError) as exc:
             reason = str(exc) if isinstance(exc, LoadError) else f"cannot read: {exc.strerror}"
             report.failed.append(FailedFile(str(path), reason))

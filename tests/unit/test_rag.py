@@ -120,13 +120,18 @@ def test_an_empty_question_is_refused_and_recorded(harness: Harness) -> None:
     assert harness.records()[0].entry.outcome == "refused"
 
 
-def test_no_answer_is_returned_when_its_record_cannot_be_written(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def full_disk(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every audit append fails, as on a full disk."""
+
     def broken(entry: AuditEntry) -> AuditRecord:
         raise AuditError("disk full")
 
     monkeypatch.setattr(harness.audit, "append", broken)
+
+
+@pytest.mark.usefixtures("full_disk")
+def test_no_answer_is_returned_when_its_record_cannot_be_written(harness: Harness) -> None:
     events = []
     with pytest.raises(AuditError):
         for event in harness.assistant.stream(ask("what is the guest wifi password?")):
@@ -190,13 +195,8 @@ def test_an_unwritable_audit_log_stops_the_question_before_anything_is_shown(
     assert harness.loads == 0
 
 
-def test_retrieve_only_shows_no_passage_unless_its_record_is_written(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(entry: AuditEntry) -> AuditRecord:
-        raise AuditError("disk full")
-
-    monkeypatch.setattr(harness.audit, "append", broken)
+@pytest.mark.usefixtures("full_disk")
+def test_retrieve_only_shows_no_passage_unless_its_record_is_written(harness: Harness) -> None:
     events = []
     with pytest.raises(AuditError):
         for event in harness.assistant.stream(ask("parking spaces?", retrieve_only=True)):
