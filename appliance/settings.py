@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -20,6 +21,9 @@ from pydantic_settings import (
 from appliance.errors import ConfigError
 
 ENV_PREFIX = "APPLIANCE_"
+
+# A list read from one environment variable as comma-separated text, not JSON.
+CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -107,9 +111,78 @@ class Settings(BaseSettings):
         le=1.0,
         description="Lowest cosine similarity for a passage to count as relevant.",
     )
+    host: str = Field("127.0.0.1", description="Address `appliance serve` listens on.")
+    port: int = Field(7860, ge=1, le=65535, description="Port `appliance serve` listens on.")
+    docs_acl: CommaList = Field(
+        default_factory=lambda: ["everyone"],
+        min_length=1,
+        description="Groups allowed to read the files of APPLIANCE_DOCS_DIR (comma-separated).",
+    )
+    watch_docs: bool = Field(
+        True, description="While serving, re-ingest APPLIANCE_DOCS_DIR when its files change."
+    )
+    watch_debounce_s: float = Field(
+        1.0, gt=0, le=60, description="Quiet time after a change before the folder is ingested."
+    )
+    upload_extensions: CommaList = Field(
+        default_factory=lambda: [
+            ".pdf",
+            ".docx",
+            ".pptx",
+            ".xlsx",
+            ".csv",
+            ".html",
+            ".htm",
+            ".md",
+            ".txt",
+            ".eml",
+        ],
+        min_length=1,
+        description="File types admins may upload (comma-separated, with the dot).",
+    )
+    session_hours: float = Field(
+        12, gt=0, le=24 * 30, description="How long a browser login lasts."
+    )
+    secure_cookies: bool = Field(
+        False, description="Send the login cookie only over HTTPS (set behind a TLS proxy)."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per user or address before logins are paused."
+    )
+    login_lockout_s: float = Field(
+        300, gt=0, description="How long logins stay paused after too many failures."
+    )
+    proxy_user_header: str | None = Field(
+        None,
+        description="Header carrying the user name set by the organisation's SSO reverse "
+        "proxy (e.g. X-Forwarded-User). Honoured only from APPLIANCE_TRUSTED_PROXIES.",
+    )
+    proxy_groups_header: str | None = Field(
+        None, description="Header carrying that user's groups, comma-separated."
+    )
+    proxy_role_header: str | None = Field(
+        None, description="Header carrying that user's role (user, admin or auditor)."
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies whose user headers "
+        "are trusted (comma-separated).",
+    )
     log_level: str = Field(
         "WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Application log level."
     )
+
+    @field_validator("docs_acl", "upload_extensions", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("upload_extensions")
+    @classmethod
+    def _dotted_lowercase(cls, value: list[str]) -> list[str]:
+        return [v.lower() if v.startswith(".") else f".{v.lower()}" for v in value]
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
@@ -146,6 +219,14 @@ class Settings(BaseSettings):
     @property
     def audit_path(self) -> Path:
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def users_path(self) -> Path:
+        return self.data_dir / "users.sqlite3"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     @property
     def manifest_path(self) -> Path:
