@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DOCS ?= samples
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install models run test lint typecheck unit bench clean
+.PHONY: install models run browser test lint typecheck unit bench clean
 
 # torch first, from the CPU wheel on this machine's disk: with it installed, the project's
 # torch range is already met and no resolver pulls a CUDA build.
@@ -21,10 +22,18 @@ install: $(STAMP)
 models: install
 	$(BIN)/appliance models prepare
 
+# Serves the chat at http://127.0.0.1:7860 over samples/ (watched: edit it and the index
+# follows). On the first start it prints the password of the 'admin' account.
 run: models
-	$(BIN)/appliance ingest $(DOCS)
-	$(BIN)/appliance status
-	$(BIN)/appliance ask "How many days of paid holiday does an employee get?"
+	APPLIANCE_DOCS_DIR=$${APPLIANCE_DOCS_DIR:-$(DOCS)} $(BIN)/appliance serve
+
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser.
+browser:
+	@test -x /usr/bin/chromium || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| { $(SUDO) apt-get update -q >/dev/null && \
+		     $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; }
 
 lint: install
 	$(BIN)/ruff check appliance ingest ui tests bench
@@ -32,7 +41,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: install

@@ -43,3 +43,7 @@ class BusyError(ApplianceError):
 
 class QuestionError(ApplianceError):
     """The question cannot be answered as asked (empty, or too long for the model's context)."""
+
+
+class AuthError(ApplianceError):
+    """A user, password, API key or session cannot be created, changed or used as asked."""

@@ -75,6 +75,10 @@ class Assistant:
     def gate(self) -> ModelGate:
         return self._gate
 
+    @property
+    def model_loaded(self) -> bool:
+        return self._generator is not None
+
     def generator(self) -> Generator:
         """The model, loaded on first use (retrieve-only work never loads it)."""
         with self._load_lock:

@@ -8,6 +8,8 @@ from appliance.cli.ask_commands import ask, eval_set
 from appliance.cli.audit_commands import audit_app
 from appliance.cli.index_commands import forget, ingest, status
 from appliance.cli.model_commands import models_app
+from appliance.cli.serve_commands import serve
+from appliance.cli.user_commands import keys_app, users_app
 from appliance.offline import enforce_offline
 
 app = typer.Typer(
@@ -22,8 +24,11 @@ app.command("forget")(forget)
 app.command("status")(status)
 app.command("ask")(ask)
 app.command("eval")(eval_set)
+app.command("serve")(serve)
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

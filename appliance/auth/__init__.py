@@ -1,0 +1,16 @@
+"""Who is asking: local accounts, API keys, browser sessions, login limits, SSO proxy headers."""
+
+from appliance.auth.proxy import ProxyAuth
+from appliance.auth.ratelimit import LoginLimiter
+from appliance.auth.users import ApiKeyInfo, Role, User, UserStore, normalise_groups, valid_name
+
+__all__ = [
+    "ApiKeyInfo",
+    "LoginLimiter",
+    "ProxyAuth",
+    "Role",
+    "User",
+    "UserStore",
+    "normalise_groups",
+    "valid_name",
+]

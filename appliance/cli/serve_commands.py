@@ -1,0 +1,36 @@
+"""`serve`: the web app, the OpenAI-compatible API, health and metrics, in one process."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from appliance.cli.common import settings_for_command, user_errors
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on. Default: APPLIANCE_HOST.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on. Default: APPLIANCE_PORT (7860).")
+    ] = None,
+) -> None:
+    """Serve the chat UI, the documents and audit pages and the /v1 API until Ctrl+C.
+
+    The same process answers questions and ingests: uploads from the documents page, and
+    APPLIANCE_DOCS_DIR, which is watched so added, changed and removed files show within
+    seconds. Create a first user with `appliance users add`.
+    """
+    with user_errors():
+        settings = settings_for_command()
+        # Gradio keeps uploads and the files it serves here, with the appliance's other state;
+        # it reads this when imported.
+        os.environ.setdefault(
+            "GRADIO_TEMP_DIR", str(settings.data_dir.resolve() / "tmp" / "gradio")
+        )
+        from appliance.web.server import run_server
+
+        run_server(settings, host or settings.host, port or settings.port)

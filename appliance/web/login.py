@@ -1,0 +1,121 @@
+"""The login form: a plain page of our own, so nothing of Gradio is reachable before login."""
+
+from __future__ import annotations
+
+import html
+import threading
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from appliance.auth import LoginLimiter, UserStore
+from appliance.web.identity import SESSION_COOKIE
+
+HOME = "/ui/"
+CONCURRENT_LOGINS = 4
+LOGIN_WAIT_S = 10
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · Private assistant</title>
+<style>
+body {{ font-family: system-ui, sans-serif; background: #f4f5f7; display: flex;
+       justify-content: center; padding-top: 12vh; margin: 0; }}
+form {{ background: #fff; padding: 2rem 2.5rem; border-radius: 8px; width: 20rem;
+        box-shadow: 0 1px 4px rgba(0,0,0,.15); }}
+h1 {{ font-size: 1.3rem; margin: 0 0 1.2rem; }}
+label {{ display: block; margin: .8rem 0 .3rem; font-size: .9rem; }}
+input[type=text], input[type=password] {{ width: 100%; padding: .5rem; box-sizing: border-box;
+        border: 1px solid #bbb; border-radius: 4px; font-size: 1rem; }}
+button {{ margin-top: 1.2rem; width: 100%; padding: .6rem; font-size: 1rem; border: 0;
+          border-radius: 4px; background: #2f5bd3; color: #fff; cursor: pointer; }}
+.error {{ color: #a40000; font-size: .9rem; margin: .5rem 0 0; }}
+</style></head>
+<body><form method="post" action="/login">
+<h1>Private assistant</h1>
+{error}
+<label for="username">User name</label>
+<input id="username" name="username" type="text" autocomplete="username" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<input type="hidden" name="next" value="{next}">
+<button type="submit">Sign in</button>
+</form></body></html>
+"""
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this server: never an absolute or protocol-relative URL."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return HOME
+    parts = urlsplit(target)
+    return HOME if parts.scheme or parts.netloc else target
+
+
+def login_page(next_path: str, error: str | None = None, status: int = 200) -> HTMLResponse:
+    shown = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    body = PAGE.format(error=shown, next=html.escape(safe_next(next_path), quote=True))
+    return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
+
+
+def build_router(
+    users: UserStore, limiter: LoginLimiter, session_hours: float, secure_cookies: bool
+) -> APIRouter:
+    router = APIRouter()
+    checks = threading.BoundedSemaphore(CONCURRENT_LOGINS)
+
+    @router.get("/login", response_class=HTMLResponse)
+    def show(next: str = HOME) -> HTMLResponse:
+        return login_page(next)
+
+    @router.post("/login", response_model=None)
+    def submit(
+        request: Request,
+        username: str = Form(..., max_length=64),
+        password: str = Form(..., max_length=1024),
+        next: str = Form(HOME),
+    ) -> Response:
+        client = request.client.host if request.client else "unknown"
+        keys = (f"user:{username.strip().lower()}", f"ip:{client}")
+        wait = limiter.retry_after(*keys)
+        if wait > 0:
+            response = login_page(
+                next, f"Too many failed sign-ins. Try again in {int(wait) + 1} s.", 429
+            )
+            response.headers["retry-after"] = str(int(wait) + 1)
+            return response
+        # Each password check costs argon2's memory: a flood of logins must not exhaust it.
+        if not checks.acquire(timeout=LOGIN_WAIT_S):
+            return login_page(next, "The server is busy signing others in. Try again.", 503)
+        try:
+            user = users.authenticate(username.strip(), password)
+        finally:
+            checks.release()
+        if user is None:
+            limiter.failed(*keys)
+            return login_page(next, "Wrong user name or password.", 401)
+        limiter.succeeded(keys[0])  # not the address: one good account must not reset it
+        redirect = RedirectResponse(safe_next(next), status_code=303)
+        redirect.set_cookie(
+            SESSION_COOKIE,
+            users.create_session(user.name),
+            max_age=int(session_hours * 3600),
+            httponly=True,
+            secure=secure_cookies,
+            samesite="strict",
+            path="/",
+        )
+        return redirect
+
+    @router.api_route("/logout", methods=["GET", "POST"])
+    def logout(request: Request) -> RedirectResponse:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            users.end_session(token)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    return router

@@ -1,0 +1,189 @@
+"""The audit tab (auditors): search records, open one, answers that used a document,
+export, and the state of the hash chain."""
+
+from __future__ import annotations
+
+import html
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from appliance.audit import AuditLog, AuditRecord, write_csv, write_jsonl
+from appliance.auth import User
+from appliance.web.identity import Identifier
+from ui.access import require
+from ui.render import json_block
+
+COLUMNS = ["Record id", "Time (UTC)", "User", "Channel", "Outcome", "Question", "Documents"]
+PAGE_SIZE = 200
+EXPORT_LIMIT = 100_000
+EXPORT_KEEP_S = 600
+
+
+def _is_auditor(user: User) -> bool:
+    return user.is_auditor
+
+
+def parse_day(text: str, field: str) -> datetime | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise gr.Error(
+            f"{field}: '{text}' is not a date: write it as YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+
+
+def record_row(record: AuditRecord) -> list[Any]:
+    entry = record.entry
+    question = entry.question if len(entry.question) <= 120 else entry.question[:120] + "…"
+    names = ", ".join(Path(s).name for s in record.sources)
+    return [record.id, record.created_at, entry.user, entry.channel, entry.outcome, question, names]
+
+
+def record_html(record: AuditRecord) -> str:
+    entry = record.entry
+    rows = "".join(
+        "<tr>"
+        f"<td>{p.rank}</td><td>{'yes' if p.cited else ''}</td><td>{p.score:.3f}</td>"
+        f"<td>{html.escape(p.source)}{f' (page {p.page})' if p.page else ''}</td>"
+        f"<td><code>{p.doc_id}</code></td><td><code>{p.chunk_id}</code></td>"
+        f"<td><code>{p.text_sha256}</code></td>"
+        "</tr>"
+        for p in entry.passages
+    )
+    fields = [
+        ("Record", f"{record.id} (#{record.seq})"),
+        ("Time (UTC)", record.created_at),
+        ("User", f"{entry.user} (groups: {', '.join(entry.groups)})"),
+        ("Channel", entry.channel),
+        ("Outcome", entry.outcome + (f": {entry.error}" if entry.error else "")),
+        ("Question", entry.question),
+        ("Searched for", str(entry.retrieval.get("standalone_question") or entry.question)),
+        ("Answer", entry.answer or ""),
+        ("Prompt sha256", entry.prompt_sha256 or ""),
+        ("Record hash", record.hash),
+        ("Previous hash", record.prev_hash),
+    ]
+    listing = "".join(
+        f"<dt>{html.escape(name)}</dt><dd>{html.escape(value)}</dd>" for name, value in fields
+    )
+    return (
+        f'<div class="audit-record"><dl>{listing}</dl>'
+        '<h4>Retrieved passages</h4><table class="audit-passages"><thead><tr>'
+        "<th>Rank</th><th>Cited</th><th>Score</th><th>Document</th><th>Doc id (sha256)</th>"
+        "<th>Chunk id</th><th>Text sha256</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+        f"<h4>Model</h4>{json_block(entry.model)}"
+        f"<h4>Retrieval</h4>{json_block(entry.retrieval)}"
+        f"<h4>Timings</h4>{json_block(entry.timings)}</div>"
+    )
+
+
+def build_audit_tab(
+    tab: gr.Tab, audit: AuditLog, identifier: Identifier, exports_dir: Path
+) -> None:
+    with gr.Row():
+        user = gr.Textbox(label="User", elem_id="audit-user")
+        since = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="audit-since")
+        until = gr.Textbox(label="Until (YYYY-MM-DD, exclusive)", elem_id="audit-until")
+    with gr.Row():
+        document = gr.Textbox(
+            label="Document (path, folder or document id): answers that used it",
+            elem_id="audit-document",
+        )
+        text = gr.Textbox(label="Text in question or answer", elem_id="audit-text")
+        cited_only = gr.Checkbox(label="Only answers that cited the document", value=False)
+    with gr.Row():
+        search = gr.Button("Search", variant="primary", elem_id="audit-search")
+        export_csv = gr.Button("Export CSV", elem_id="audit-export-csv")
+        export_jsonl = gr.Button("Export JSONL", elem_id="audit-export-jsonl")
+        verify = gr.Button("Verify chain", elem_id="audit-verify")
+    chain = gr.Markdown(elem_id="audit-chain")
+    results = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, elem_id="audit-results")
+    with gr.Row():
+        record_id = gr.Textbox(label="Record id", elem_id="audit-record-id", scale=4)
+        open_record = gr.Button("Open record", elem_id="audit-open")
+    detail = gr.HTML(elem_id="audit-record")
+    download = gr.File(label="Export", interactive=False, elem_id="audit-download")
+    filters = [user, since, until, document, text, cited_only]
+
+    def query(
+        who: str, start: str, end: str, doc: str, needle: str, cited: bool, limit: int
+    ) -> list[AuditRecord]:
+        return audit.query(
+            since=parse_day(start, "From"),
+            until=parse_day(end, "Until"),
+            user=(who or "").strip() or None,
+            document=(doc or "").strip() or None,
+            text=(needle or "").strip() or None,
+            cited_only=bool(cited),
+            limit=limit,
+            newest_first=True,
+        )
+
+    def run_search(
+        who: str, start: str, end: str, doc: str, needle: str, cited: bool, request: gr.Request
+    ) -> list[list[Any]]:
+        require(identifier, request, _is_auditor, "audit")
+        return [record_row(r) for r in query(who, start, end, doc, needle, cited, PAGE_SIZE)]
+
+    def show(identifier_text: str, request: gr.Request) -> str:
+        require(identifier, request, _is_auditor, "audit")
+        record = audit.get((identifier_text or "").strip())
+        if record is None:
+            raise gr.Error("No audit record has that id: copy it from the search results.")
+        return record_html(record)
+
+    def select(event: gr.SelectData, request: gr.Request) -> str:
+        require(identifier, request, _is_auditor, "audit")
+        row = event.row_value if isinstance(event.row_value, list) else None
+        return str(row[0]) if row else ""
+
+    def export(kind: str, values: tuple[Any, ...], request: gr.Request) -> str:
+        require(identifier, request, _is_auditor, "audit")
+        who, start, end, doc, needle, cited = values
+        records = query(who, start, end, doc, needle, cited, EXPORT_LIMIT)
+        exports_dir.mkdir(parents=True, exist_ok=True)
+        for old in exports_dir.iterdir():
+            if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
+                old.unlink(missing_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        target = exports_dir / f"audit-{stamp}-{secrets.token_hex(4)}.{kind}"
+        with target.open("w", encoding="utf-8", newline="") as handle:
+            (write_csv if kind == "csv" else write_jsonl)(records, handle)
+        return str(target)
+
+    def as_csv(
+        who: str, start: str, end: str, doc: str, needle: str, cited: bool, request: gr.Request
+    ) -> str:
+        return export("csv", (who, start, end, doc, needle, cited), request)
+
+    def as_jsonl(
+        who: str, start: str, end: str, doc: str, needle: str, cited: bool, request: gr.Request
+    ) -> str:
+        return export("jsonl", (who, start, end, doc, needle, cited), request)
+
+    def chain_state(request: gr.Request) -> str:
+        require(identifier, request, _is_auditor, "audit")
+        result = audit.verify()
+        head = audit.head()
+        if result.ok:
+            tail = f" Head hash `{head[1]}`." if head else ""
+            return f"**Chain verified**: {result.count} records intact.{tail}"
+        return f"**Chain broken** at record {result.seq}: {result.message}"
+
+    search.click(run_search, filters, results)
+    results.select(select, None, record_id)
+    open_record.click(show, record_id, detail)
+    record_id.submit(show, record_id, detail)
+    export_csv.click(as_csv, filters, download)
+    export_jsonl.click(as_jsonl, filters, download)
+    verify.click(chain_state, None, chain)
+    tab.select(chain_state, None, chain)

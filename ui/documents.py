@@ -1,0 +1,167 @@
+"""The documents tab (admins): upload and ingest with progress, list, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import gradio as gr
+
+from appliance.auth import User
+from appliance.errors import ApplianceError
+from appliance.web.identity import Identifier
+from appliance.web.uploads import parse_groups, save_uploads
+from ingest.discovery import is_under
+from ingest.service import IndexService, IngestJob
+from ui.access import require
+
+COLUMNS = ["Document", "Chunks", "Groups", "Ingested (UTC)", "Document id"]
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class DocumentsConfig:
+    uploads_dir: Path
+    docs_dir: Path | None
+    extensions: list[str]
+    max_bytes: int
+
+
+def _is_admin(user: User) -> bool:
+    return user.is_admin
+
+
+def document_rows(index: IndexService) -> list[list[Any]]:
+    return [
+        [e.source, e.chunks, ", ".join(e.acl), e.ingested_at.replace("+00:00", ""), e.doc_id]
+        for e in index.documents()
+    ]
+
+
+def job_text(job: IngestJob | None) -> str:
+    if job is None:
+        return ""
+    if job.finished_at is None:
+        return (
+            f"Ingesting ({job.label}): {job.files_done}/{job.files_total} files, "
+            f"{job.chunks_done} chunks…"
+        )
+    if job.error:
+        return f"Ingestion failed ({job.label}): {job.error}"
+    report = job.report
+    if report is None:
+        return ""
+    lines = [
+        f"Done ({job.label}): {report.new} new, {report.changed} changed, "
+        f"{report.unchanged} unchanged, {report.deleted} removed; "
+        f"{report.chunks_added} chunks added, {report.chunks_total} in the index."
+    ]
+    lines += [f"- **failed** {f.path}: {f.error}" for f in report.failed]
+    return "\n".join(lines)
+
+
+def build_documents_tab(
+    tab: gr.Tab, index: IndexService, identifier: Identifier, config: DocumentsConfig
+) -> None:
+    gr.Markdown("### Add documents")
+    with gr.Row():
+        files = gr.File(
+            label="Files",
+            file_count="multiple",
+            file_types=config.extensions,
+            type="filepath",
+            elem_id="upload-files",
+        )
+        with gr.Column():
+            groups = gr.Textbox(
+                "everyone",
+                label="Groups that may read them (comma-separated)",
+                elem_id="upload-groups",
+            )
+            ingest = gr.Button("Upload and ingest", variant="primary", elem_id="upload-ingest")
+    status = gr.Markdown(elem_id="ingest-status")
+    gr.Markdown("### Documents in the index")
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, elem_id="documents-table")
+    with gr.Row():
+        chosen = gr.Dropdown(label="Document", choices=[], elem_id="delete-choice", scale=4)
+        delete = gr.Button("Delete from the index", variant="stop", elem_id="delete-document")
+        refresh = gr.Button("Refresh", elem_id="refresh-documents")
+
+    def listing(request: gr.Request) -> tuple[list[list[Any]], Any, str]:
+        require(identifier, request, _is_admin, "documents")
+        rows = document_rows(index)
+        running = index.current
+        return (
+            rows,
+            gr.update(choices=[r[0] for r in rows], value=None),
+            job_text(running or index.last),
+        )
+
+    async def upload(
+        paths: list[str] | None, group_text: str, request: gr.Request
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        require(identifier, request, _is_admin, "documents")
+        if not paths:
+            raise gr.Error("Choose one or more files first.")
+        try:
+            acl = parse_groups(group_text)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        saved = save_uploads(
+            [Path(p) for p in paths], config.uploads_dir, config.extensions, config.max_bytes
+        )
+        refused = [f"- **refused** {html.escape(f.path)}: {f.error}" for f in saved.refused]
+        if not saved.saved:
+            yield "\n".join(refused), gr.skip(), gr.skip(), None
+            return
+        label = "upload: " + ", ".join(p.name for p in saved.saved)
+        task = asyncio.ensure_future(
+            anyio.to_thread.run_sync(index.ingest, saved.saved, acl, label)
+        )
+        while not task.done():
+            progress = job_text(index.current) or "Waiting for another ingestion to finish…"
+            yield progress, gr.skip(), gr.skip(), gr.skip()
+            await asyncio.sleep(POLL_S)
+        try:
+            task.result()
+            summary = job_text(index.last)
+        except ApplianceError as exc:
+            summary = f"Ingestion failed: {exc}"
+        rows = document_rows(index)
+        yield (
+            "\n".join([summary, *refused]),
+            rows,
+            gr.update(choices=[r[0] for r in rows], value=None),
+            None,
+        )
+
+    def remove(source: str | None, request: gr.Request) -> tuple[str, Any, Any]:
+        require(identifier, request, _is_admin, "documents")
+        if not source:
+            raise gr.Error("Choose a document to delete.")
+        if config.docs_dir is not None and is_under(source, config.docs_dir):
+            raise gr.Error(
+                "This document comes from the watched documents folder: delete the file there "
+                "and the index follows within seconds."
+            )
+        try:
+            removed = index.forget(source)
+        except ApplianceError as exc:
+            raise gr.Error(str(exc)) from None
+        uploaded = Path(source)
+        if uploaded.parent == config.uploads_dir and uploaded.is_file():
+            uploaded.unlink()
+        rows = document_rows(index)
+        message = f"Deleted {source} ({sum(e.chunks for e in removed)} chunks)."
+        return message, rows, gr.update(choices=[r[0] for r in rows], value=None)
+
+    outputs = [table, chosen, status]
+    refresh.click(listing, None, outputs)
+    ingest.click(upload, [files, groups], [status, table, chosen, files], concurrency_limit=1)
+    delete.click(remove, [chosen], [status, table, chosen])
+    tab.select(listing, None, outputs)
