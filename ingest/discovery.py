@@ -16,7 +16,7 @@ class Discovery:
     missing: list[FailedFile] = field(default_factory=list)
 
 
-def _is_ignored(name: str) -> bool:
+def is_ignored(name: str) -> bool:
     # Hidden files and the lock files office suites leave next to an open document.
     return name.startswith(".") or name.startswith("~$")
 
@@ -37,9 +37,9 @@ def discover(paths: list[Path]) -> Discovery:
         elif path.is_dir():
             found.folders.append(path)
             for folder, subfolders, names in os.walk(path):
-                subfolders[:] = sorted(d for d in subfolders if not _is_ignored(d))
+                subfolders[:] = sorted(d for d in subfolders if not is_ignored(d))
                 for name in sorted(names):
-                    if not _is_ignored(name) and (Path(folder) / name).is_file():
+                    if not is_ignored(name) and (Path(folder) / name).is_file():
                         add(Path(folder) / name)
         else:
             found.missing.append(FailedFile(str(given), "no such file or folder"))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from appliance.domain import DocumentEntry, IngestReport
 from appliance.embedding import Embedder
@@ -88,8 +88,7 @@ def _worker_alive(parser: object) -> bool:
     The parser restarts a worker it killed itself, but a worker that died while idle would
     make the next run's first files look corrupt.
     """
-    process: Any = getattr(parser, "_process", None)
-    return process is None or bool(process.is_alive())
+    return bool(getattr(parser, "usable", True))
 
 
 def _unexpected(exc: Exception, action: str, after: str) -> StoreError:

@@ -16,7 +16,7 @@ from pathlib import Path
 import watchfiles
 
 from appliance.errors import ApplianceError
-from ingest.discovery import _is_ignored
+from ingest.discovery import is_ignored
 from ingest.service import IndexService, IngestCancelled, IngestJob
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def watch_filter(folder: Path) -> Callable[[watchfiles.Change, str], bool]:
             return True
         if not parts:  # the folder itself
             return True
-        return not any(_is_ignored(part) for part in parts) and not parts[-1].lower().endswith(
+        return not any(is_ignored(part) for part in parts) and not parts[-1].lower().endswith(
             TEMPORARY_SUFFIXES
         )
 

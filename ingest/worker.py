@@ -74,12 +74,24 @@ class ParserProcess:
         if not parent.poll(STARTUP_TIMEOUT_S):
             self._process.kill()
             raise ApplianceError("the parser process did not start; see the log for why")
-        status, detail = parent.recv()
+        try:
+            status, detail = parent.recv()
+        except EOFError:
+            self._process.join()
+            raise ApplianceError(
+                "the parser process died while starting; see the log for why"
+            ) from None
         if status != "ready":
             self._process.join()
             raise ApplianceError(f"the parser process cannot start: {detail}")
         self._conn = parent
         return parent
+
+    @property
+    def usable(self) -> bool:
+        """False when the worker died on its own while idle (killed for memory, say); a worker
+        not started yet is usable: it starts on first use."""
+        return self._process is None or bool(self._process.is_alive())
 
     def _kill(self) -> None:
         if self._process is not None:

@@ -17,6 +17,7 @@ from gradio import utils as gradio_utils
 
 from appliance.auth import LoginLimiter, ProxyAuth, UserStore
 from appliance.conversation import FollowUpRewriter
+from appliance.errors import ConfigError
 from appliance.gate import ModelGate
 from appliance.generation import Generator
 from appliance.services import AnswerServices, build_answer_services
@@ -82,9 +83,24 @@ class WebServices:
         self.answers.close()
 
 
+def check_watched_folder(settings: Settings) -> None:
+    """The watched folder's files all get APPLIANCE_DOCS_ACL: it must not hold the data folder
+    (uploads with narrower groups would be widened, and the index's own writes would keep
+    triggering runs), nor lie inside it."""
+    if settings.docs_dir is None or not settings.watch_docs:
+        return
+    docs, data = settings.docs_dir.resolve(), settings.data_dir.resolve()
+    if docs == data or data.is_relative_to(docs) or docs.is_relative_to(data):
+        raise ConfigError(
+            f"APPLIANCE_DOCS_DIR ({docs}) and APPLIANCE_DATA_DIR ({data}) overlap: keep the "
+            "documents folder and the appliance's data folder apart"
+        )
+
+
 def build_web_services(
     settings: Settings, load_generator: Callable[[], Generator] | None = None
 ) -> WebServices:
+    check_watched_folder(settings)
     answers = build_answer_services(settings, load_generator)
     try:
         check_chunk_size(answers.index.embed_model_dir, settings.chunk_size)
