@@ -49,7 +49,10 @@ class UiParts:
 
 
 def build_blocks(parts: UiParts) -> gr.Blocks:
-    with gr.Blocks(title="Private assistant", analytics_enabled=False) as blocks:
+    # Files Gradio holds (uploads in flight, audit exports) are purged after half an hour.
+    with gr.Blocks(
+        title="Private assistant", analytics_enabled=False, delete_cache=(600, 1800)
+    ) as blocks:
         with gr.Row():
             gr.Markdown("## Private assistant")
             whoami = gr.Markdown(elem_id="whoami")
@@ -69,5 +72,7 @@ def build_blocks(parts: UiParts) -> gr.Blocks:
             return who, gr.Tab(visible=user.is_admin), gr.Tab(visible=user.is_auditor)
 
         blocks.load(on_load, None, [whoami, documents_tab, audit_tab])
-    blocks.queue(max_size=parts.queue_size * 4, default_concurrency_limit=parts.queue_size + 1)
+    blocks.queue(
+        max_size=max(4, parts.queue_size * 4), default_concurrency_limit=parts.queue_size + 1
+    )
     return blocks

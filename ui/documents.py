@@ -112,9 +112,13 @@ def build_documents_tab(
             acl = parse_groups(group_text)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        saved = save_uploads(
-            [Path(p) for p in paths], config.uploads_dir, config.extensions, config.max_bytes
-        )
+        incoming = [Path(p) for p in paths]
+        try:
+            saved = save_uploads(incoming, config.uploads_dir, config.extensions, config.max_bytes)
+        finally:
+            # Gradio's copies would stay readable by path; the appliance keeps its own.
+            for path in incoming:
+                path.unlink(missing_ok=True)
         refused = [f"- **refused** {html.escape(f.path)}: {f.error}" for f in saved.refused]
         if not saved.saved:
             yield "\n".join(refused), gr.skip(), gr.skip(), None

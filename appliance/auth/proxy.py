@@ -11,7 +11,7 @@ import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
 
-from appliance.auth.users import Role, User, normalise_groups, valid_name
+from appliance.auth.accounts import Role, User, normalise_groups, valid_name
 from appliance.errors import ConfigError
 
 log = logging.getLogger(__name__)

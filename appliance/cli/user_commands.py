@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from appliance.auth import ApiKeyInfo, Role, User, UserStore
-from appliance.auth.users import check_groups, check_name
+from appliance.auth.accounts import check_groups, check_name
 from appliance.cli.common import print_json, settings_for_command, user_errors
 from appliance.errors import AuthError
 
