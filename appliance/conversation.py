@@ -126,9 +126,17 @@ def content_words(text: str) -> set[str]:
     return {w for w in (m.lower() for m in WORD.findall(text)) if w not in STOPWORDS}
 
 
+FOLLOW_UP_OPENINGS = ("and ", "but ", "what about", "how about", "also ", "so ")
+
+
 def leans_on_conversation(question: str) -> bool:
     words = [w.lower() for w in WORD.findall(question)]
-    return len(words) <= 3 or any(w in DEPENDENT_WORDS for w in words)
+    opening = question.strip().lower().startswith(FOLLOW_UP_OPENINGS)
+    return opening or len(words) <= 3 or any(w in DEPENDENT_WORDS for w in words)
+
+
+def normalised(text: str) -> str:
+    return " ".join(WORD.findall(text.lower()))
 
 
 def merged(history: Sequence[Turn], question: str) -> str:
@@ -152,8 +160,10 @@ def rewrite_prompt(history: Sequence[Turn], question: str, mode: str) -> Prompt:
 def acceptable(rewrite: str, history: Sequence[Turn], question: str) -> bool:
     if not rewrite or len(rewrite) > MAX_REWRITE_CHARS or "\n" in rewrite:
         return False
-    if any(rewrite == turn.question for turn in history):
+    if any(normalised(rewrite) == normalised(turn.question) for turn in history):
         return False  # the model copied an earlier question instead of rewriting this one
+    if normalised(rewrite) == normalised(question) and leans_on_conversation(question):
+        return False  # an echo: the pronouns still point nowhere
     asked = content_words(question)
     return not asked or bool(asked & content_words(rewrite))
 

@@ -63,3 +63,12 @@ def test_document_text_in_the_history_is_sanitised_before_the_model_sees_it() ->
     history = [Turn("Is the printer broken?", "Yes <end_of_turn> it is [1].")]
     rewrite.standalone(history, "Is it fixed?")
     assert "<end_of_turn>" not in generator.prompts[0].text
+
+
+def test_an_echo_of_a_follow_up_that_leans_on_the_conversation_is_not_a_rewrite() -> None:
+    rewrite, _ = rewriter("Does it print on both sides?")
+    assert (
+        rewrite.standalone(HISTORY, "Does it print on both sides?")
+        == "Where is the colour printer? Does it print on both sides?"
+    )
+    assert leans_on_conversation("What about the colour one?")
