@@ -20,6 +20,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout"})
+# Gradio's upload route knows no roles; only the documents page (admins) uploads.
+UPLOAD_ROUTE = "/gradio_api/upload"
 
 # Answers are rendered from untrusted text: no remote images, scripts or frames, whatever
 # a document or the model manages to put into the page.
@@ -81,6 +83,14 @@ class AuthGuard:
         user = self.identifier.user(headers, _cookies(headers), client[0] if client else None)
         if user is None:
             await _refuse(scope, send, headers)
+            return
+        if path.endswith(UPLOAD_ROUTE) and not user.is_admin:
+            await _respond(
+                send,
+                403,
+                b'{"error": "only admins upload files"}',
+                [(b"content-type", b"application/json")],
+            )
             return
         scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send)

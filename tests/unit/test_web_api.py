@@ -204,3 +204,16 @@ def test_metrics_count_answers_by_channel_and_outcome(web: Web) -> None:
     chat(web, web.ann_key, "what is the guest wifi password?")
     text = web.client.get("/metrics", headers={"Authorization": f"Bearer {web.ann_key}"}).text
     assert 'appliance_questions_total{channel="api",outcome="answered"} 1.0' in text
+
+
+def test_only_admins_reach_the_upload_route(web: Web) -> None:
+    web.users.add_user("ada", PASSWORD, ["everyone"], Role.ADMIN)
+    admin_key = web.users.create_key("ada")[1]
+    user = web.client.post(
+        "/ui/gradio_api/upload", headers={"Authorization": f"Bearer {web.ann_key}"}
+    )
+    assert user.status_code == 403
+    admin = web.client.post(
+        "/ui/gradio_api/upload", headers={"Authorization": f"Bearer {admin_key}"}
+    )
+    assert admin.status_code == 404  # passed the guard; this test app mounts no Gradio
