@@ -14,6 +14,7 @@ import gradio as gr
 
 from appliance.audit import AuditLog, AuditRecord, write_csv, write_jsonl
 from appliance.auth import User
+from appliance.web.guard import EXPORT_PREFIX
 from appliance.web.identity import Identifier
 from ui.access import require
 from ui.render import json_block
@@ -155,7 +156,7 @@ def build_audit_tab(
             if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
                 old.unlink(missing_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        target = exports_dir / f"audit-{stamp}-{secrets.token_hex(4)}.{kind}"
+        target = exports_dir / f"{EXPORT_PREFIX}{stamp}-{secrets.token_hex(8)}.{kind}"
         with target.open("w", encoding="utf-8", newline="") as handle:
             (write_csv if kind == "csv" else write_jsonl)(records, handle)
         return str(target)

@@ -20,12 +20,14 @@ from ingest.discovery import is_under
 from ingest.service import IndexService, IngestJob
 from ui.access import require
 
+EXPORTS_FOLDER = "exports"
 COLUMNS = ["Document", "Chunks", "Groups", "Ingested (UTC)", "Document id"]
 POLL_S = 0.5
 
 
 @dataclass(frozen=True)
 class DocumentsConfig:
+    gradio_uploads: Path  # where Gradio's upload route puts files: nothing else is taken
     uploads_dir: Path
     docs_dir: Path | None
     extensions: list[str]
@@ -34,6 +36,29 @@ class DocumentsConfig:
 
 def _is_admin(user: User) -> bool:
     return user.is_admin
+
+
+def received_files(
+    files: list[dict[str, Any]], gradio_uploads: Path
+) -> tuple[list[Path], list[str]]:
+    """The files really uploaded through Gradio, and the names of the others.
+
+    A file input's value is a path sent by the client. Gradio refuses paths outside its
+    folders (see create_app); this handler also takes the raw value (preprocess=False) and
+    accepts only paths inside Gradio's upload folder, audit exports excluded.
+    """
+    root = gradio_uploads.resolve()
+    received: list[Path] = []
+    foreign: list[str] = []
+    for item in files:
+        raw = str(item.get("path", "")) if isinstance(item, dict) else ""
+        path = Path(raw).resolve()
+        # Audit exports live there too; they are no document to publish.
+        if path.is_relative_to(root) and not path.is_relative_to(root / EXPORTS_FOLDER):
+            received.append(path)
+        else:
+            foreign.append(Path(raw).name)
+    return received, foreign
 
 
 def document_rows(index: IndexService) -> list[list[Any]]:
@@ -103,16 +128,18 @@ def build_documents_tab(
         )
 
     async def upload(
-        paths: list[str] | None, group_text: str, request: gr.Request
+        uploaded: list[dict[str, Any]] | None, group_text: str, request: gr.Request
     ) -> AsyncIterator[tuple[Any, ...]]:
         require(identifier, request, _is_admin, "documents")
-        if not paths:
+        if not uploaded:
             raise gr.Error("Choose one or more files first.")
         try:
             acl = parse_groups(group_text)
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
-        incoming = [Path(p) for p in paths]
+        incoming, foreign = received_files(uploaded, config.gradio_uploads)
+        if foreign:
+            raise gr.Error(f"Not files uploaded from this page: {', '.join(foreign)}.")
         try:
             saved = save_uploads(incoming, config.uploads_dir, config.extensions, config.max_bytes)
         finally:
@@ -128,7 +155,11 @@ def build_documents_tab(
             anyio.to_thread.run_sync(index.ingest, saved.saved, acl, label)
         )
         while not task.done():
-            progress = job_text(index.current) or "Waiting for another ingestion to finish…"
+            running = index.current
+            if running is None or running.label == label:
+                progress = job_text(running) or "Starting the ingestion…"
+            else:
+                progress = f"Waiting for another ingestion to finish ({running.label})…"
             yield progress, gr.skip(), gr.skip(), gr.skip()
             await asyncio.sleep(POLL_S)
         try:
@@ -166,6 +197,12 @@ def build_documents_tab(
 
     outputs = [table, chosen, status]
     refresh.click(listing, None, outputs)
-    ingest.click(upload, [files, groups], [status, table, chosen, files], concurrency_limit=1)
+    ingest.click(
+        upload,
+        [files, groups],
+        [status, table, chosen, files],
+        concurrency_limit=1,
+        preprocess=False,  # see received_files
+    )
     delete.click(remove, [chosen], [status, table, chosen])
     tab.select(listing, None, outputs)

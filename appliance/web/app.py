@@ -161,7 +161,7 @@ def live_metrics(
 
 def create_app(services: WebServices) -> FastAPI:
     from ui.app import CSS, THEME, UiParts, build_blocks
-    from ui.documents import DocumentsConfig
+    from ui.documents import EXPORTS_FOLDER, DocumentsConfig
 
     settings = services.settings
     app = FastAPI(title="Private assistant", docs_url=None, redoc_url=None, openapi_url=None)
@@ -186,9 +186,13 @@ def create_app(services: WebServices) -> FastAPI:
             index=services.index,
             audit=services.answers.audit,
             documents=DocumentsConfig(
-                settings.uploads_dir, settings.docs_dir, settings.upload_extensions, max_bytes
+                Path(gradio_utils.get_upload_folder()),
+                settings.uploads_dir,
+                settings.docs_dir,
+                settings.upload_extensions,
+                max_bytes,
             ),
-            exports_dir=Path(gradio_utils.get_upload_folder()) / "exports",
+            exports_dir=Path(gradio_utils.get_upload_folder()) / EXPORTS_FOLDER,
             max_question_chars=MAX_QUESTION_CHARS,
             queue_size=settings.llm_queue_size,
         )
@@ -214,5 +218,8 @@ def create_app(services: WebServices) -> FastAPI:
         theme=THEME,
         css=CSS,
     )
+    # Gradio checks that a file named in a request was uploaded through it (not any file on
+    # the server) only for apps it launched itself; a mounted app must turn that check on.
+    blocks.has_launched = True
     app.add_middleware(AuthGuard, identifier=services.identifier)
     return app

@@ -20,8 +20,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout"})
-# Gradio's upload route knows no roles; only the documents page (admins) uploads.
+# Gradio's upload and file routes know no roles: only the documents page (admins) uploads,
+# and only auditors may fetch the audit exports that Gradio serves by path.
 UPLOAD_ROUTE = "/gradio_api/upload"
+FILE_ROUTE_MARK = "/file="
+EXPORT_PREFIX = "audit-export-"
 
 # Answers are rendered from untrusted text: no remote images, scripts or frames, whatever
 # a document or the model manages to put into the page.
@@ -85,12 +88,10 @@ class AuthGuard:
             await _refuse(scope, send, headers)
             return
         if path.endswith(UPLOAD_ROUTE) and not user.is_admin:
-            await _respond(
-                send,
-                403,
-                b'{"error": "only admins upload files"}',
-                [(b"content-type", b"application/json")],
-            )
+            await _forbid(send, "only admins upload files")
+            return
+        if FILE_ROUTE_MARK in path and EXPORT_PREFIX in path and not user.is_auditor:
+            await _forbid(send, "only auditors read audit exports")
             return
         scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send)
@@ -137,6 +138,11 @@ async def _refuse(scope: Scope, send: Send, headers: dict[str, str]) -> None:
             (b"www-authenticate", b'Bearer realm="appliance"'),
         ],
     )
+
+
+async def _forbid(send: Send, message: str) -> None:
+    body = json.dumps({"error": {"message": message, "type": "permission_error", "code": 403}})
+    await _respond(send, 403, body.encode(), [(b"content-type", b"application/json")])
 
 
 async def _respond(

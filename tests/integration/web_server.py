@@ -41,13 +41,15 @@ SERVER_ENV = {
     "APPLIANCE_WATCH_DEBOUNCE_S": "0.5",
     "APPLIANCE_LOG_LEVEL": "INFO",
 }
-# name -> (groups, role); every one has PASSWORD. "mallory" exists to be locked out.
+# name -> (groups, role); every one has PASSWORD. "mallory" exists to be locked out and
+# "frank" to be removed.
 USERS: dict[str, tuple[list[str], Role]] = {
     "alice": (["everyone"], Role.ADMIN),
     "bob": (["everyone"], Role.USER),
     "carol": (["everyone"], Role.AUDITOR),
     "dana": (["everyone", "board"], Role.USER),
     "mallory": (["everyone"], Role.USER),
+    "frank": (["everyone"], Role.USER),
 }
 KEY_OWNERS = ("bob", "dana")
 
@@ -69,6 +71,10 @@ class WebServer:
         """A document's id is the sha256 of its bytes."""
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
+    @property
+    def model(self) -> Path:
+        return Path(self.env["APPLIANCE_LLM_MODEL"])
+
     def sample(self, name: str) -> Path:
         return self.docs_dir / name
 
@@ -87,6 +93,11 @@ class WebServer:
         cookie = response.cookies.get("appliance_session")
         assert cookie, response.headers
         return cookie
+
+    def as_user(self, user: str, **kwargs: Any) -> httpx.Client:
+        """A client with `user`'s browser session."""
+        cookies = {"appliance_session": self.session_cookie(user)}
+        return self.client(cookies=cookies, follow_redirects=False, **kwargs)
 
     def ask(self, key: str, question: str) -> httpx.Response:
         with self.client(key) as http:
@@ -141,6 +152,26 @@ class WebServer:
             process.wait(10)
 
 
+def gradio_call(http: httpx.Client, api_name: str, data: list[Any]) -> tuple[str, Any]:
+    """Call a UI event handler through Gradio's HTTP API: ("complete", outputs) or
+    ("error", message)."""
+    started = http.post(f"/ui/gradio_api/call/{api_name}", json={"data": data})
+    assert started.status_code == 200, (started.status_code, started.text[:300])
+    event_id = started.json()["event_id"]
+    stream = http.get(f"/ui/gradio_api/call/{api_name}/{event_id}")
+    assert stream.status_code == 200, (stream.status_code, stream.text[:300])
+    kind, payload = "", None
+    for line in stream.text.splitlines():
+        if line.startswith("event: "):
+            kind = line.removeprefix("event: ").strip()
+        elif line.startswith("data: ") and kind in ("complete", "error"):
+            payload = json.loads(line.removeprefix("data: "))
+            if kind == "error" and isinstance(payload, dict):
+                payload = payload.get("error")
+            return kind, payload
+    raise AssertionError(f"no result from {api_name}: {stream.text[:500]}")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -163,17 +194,24 @@ def create_users(data_dir: Path) -> dict[str, str]:
         return {name: users.create_key(name)[1] for name in KEY_OWNERS}
 
 
-def prepare(root: Path, **extra_env: str) -> WebServer:
-    """Data directory, documents and users under `root`; the server is not started yet."""
+def prepare(
+    root: Path, *, with_secret: bool = True, model: Path | None = None, **extra_env: str
+) -> WebServer:
+    """Data directory, documents and users under `root`; the server is not started yet.
+
+    `model`: a Gemma GGUF already assembled (by another server's `prepare`), else one is
+    assembled under `root`.
+    """
     data_dir = root / "data"
     docs_dir = root / "docs"
     shutil.copytree(SAMPLES, docs_dir)
     secret_path = root / "board" / "board-minutes.txt"
     secret_path.parent.mkdir()
     secret_path.write_text(SECRET_TEXT, encoding="utf-8")
-    model = prepare_default_llm(root / "models")
+    model = model if model is not None else prepare_default_llm(root / "models")
     ingest(data_dir, docs_dir, "everyone")
-    ingest(data_dir, secret_path.parent, "board")
+    if with_secret:
+        ingest(data_dir, secret_path.parent, "board")
     keys = create_users(data_dir)
     env = cli_env(
         data_dir,
