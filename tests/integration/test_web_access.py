@@ -392,7 +392,7 @@ def test_the_upload_handler_takes_only_files_uploaded_through_gradio(
 ) -> None:
     """A file input names a path: a client may name any file on the server instead of one it
     uploaded. Gradio refuses such paths only for apps started with `launch()`; mounted with
-    `mount_gradio_app` its check is skipped, so the handler must not trust the path."""
+    `mount_gradio_app` the app must turn that check on, and the handler must not trust the path."""
     server_only = web_server.root / "server-only" / "deploy-notes.txt"
     server_only.parent.mkdir(exist_ok=True)
     server_only.write_text(
