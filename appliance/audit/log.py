@@ -35,6 +35,7 @@ from appliance.audit.records import (
 from appliance.audit.records import body_hash as compute_hash
 from appliance.audit.verify import VerifyResult, verify_chain
 from appliance.errors import AuditError
+from appliance.sqlite_schema import check_not_newer, migrate
 
 log = logging.getLogger(__name__)
 
@@ -148,31 +149,13 @@ class AuditLog:
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this appliance's {SCHEMA_VERSION}"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        if self.read_only:
+        version = check_not_newer(db, MIGRATIONS)
+        if version < SCHEMA_VERSION and self.read_only:
             raise sqlite3.DatabaseError(
                 f"schema version {version} needs migrating to {SCHEMA_VERSION}, "
                 "which a read-only open cannot do"
             )
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version={number}")
-                log.info("audit_migrated path=%s version=%d", self.path, number)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        migrate(db, MIGRATIONS, self.path)
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:

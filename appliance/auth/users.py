@@ -41,6 +41,7 @@ from appliance.auth.accounts import (
     valid_name,
 )
 from appliance.errors import AuthError, ConfigError
+from appliance.sqlite_schema import migrate
 
 log = logging.getLogger(__name__)
 
@@ -152,27 +153,7 @@ class UserStore:
             ) from None
 
     def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this appliance's {SCHEMA_VERSION}"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version={number}")
-                log.info("users_migrated path=%s version=%d", self.path, number)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        migrate(self._db, MIGRATIONS, self.path)
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
