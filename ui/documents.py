@@ -13,9 +13,10 @@ import anyio
 import gradio as gr
 
 from appliance.auth import User
+from appliance.auth.accounts import check_groups
 from appliance.errors import ApplianceError
 from appliance.web.identity import Identifier
-from appliance.web.uploads import parse_groups, save_uploads
+from appliance.web.uploads import save_uploads
 from ingest.discovery import is_under
 from ingest.service import IndexService, IngestJob
 from ui.access import require
@@ -134,8 +135,8 @@ def build_documents_tab(
         if not uploaded:
             raise gr.Error("Choose one or more files first.")
         try:
-            acl = parse_groups(group_text)
-        except ValueError as exc:
+            acl = list(check_groups((group_text or "").split(",")))
+        except ApplianceError as exc:
             raise gr.Error(str(exc)) from None
         incoming, foreign = received_files(uploaded, config.gradio_uploads)
         if foreign:

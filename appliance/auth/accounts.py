@@ -76,7 +76,7 @@ def check_groups(groups: Iterable[str]) -> tuple[str, ...]:
     """The normalised groups, else AuthError (none, or a name that cannot be a group)."""
     normalised = normalise_groups(groups)
     if not normalised:
-        raise AuthError("a user needs at least one group (e.g. everyone)")
+        raise AuthError("at least one group is needed (e.g. everyone)")
     for group in normalised:
         if "," in group or not group.isprintable() or len(group) > MAX_GROUP_LENGTH:
             raise AuthError(

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote
+
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
 
 from appliance.web.identity import Identifier
 
@@ -54,19 +56,6 @@ SECURITY_HEADERS = [
 ]
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-def _cookies(headers: dict[str, str]) -> dict[str, str]:
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(headers.get("cookie", ""))
-    except Exception:
-        return {}
-    return {name: morsel.value for name, morsel in jar.items()}
-
-
 class AuthGuard:
     def __init__(self, app: ASGIApp, identifier: Identifier) -> None:
         self.app = app
@@ -81,11 +70,13 @@ class AuthGuard:
         if path in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
-        client = scope.get("client")
-        user = self.identifier.user(headers, _cookies(headers), client[0] if client else None)
+        connection = HTTPConnection(scope)
+        client = connection.client
+        user = self.identifier.user(
+            connection.headers, connection.cookies, client.host if client else None
+        )
         if user is None:
-            await _refuse(scope, send, headers)
+            await _refuse(scope, send, connection.headers)
             return
         if path.endswith(UPLOAD_ROUTE) and not user.is_admin:
             await _forbid(send, "only admins upload files")
@@ -108,7 +99,7 @@ def _with_security_headers(send: Send) -> Send:
     return wrapped
 
 
-async def _refuse(scope: Scope, send: Send, headers: dict[str, str]) -> None:
+async def _refuse(scope: Scope, send: Send, headers: Headers) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 4401})
         return

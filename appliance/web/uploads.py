@@ -11,7 +11,6 @@ from pathlib import Path
 from appliance.domain import FailedFile
 
 UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._ -]+")
-GROUP_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 MAX_NAME_CHARS = 120
 
 
@@ -28,19 +27,6 @@ def safe_file_name(name: str) -> str:
     if dot and len(base) > MAX_NAME_CHARS:
         base = f"{stem[: MAX_NAME_CHARS - len(suffix) - 1]}.{suffix}"
     return base[:MAX_NAME_CHARS] or "upload"
-
-
-def parse_groups(text: str) -> list[str]:
-    """Groups typed by an admin, comma-separated; a bad name raises ValueError naming it."""
-    groups = sorted({part.strip() for part in text.split(",") if part.strip()})
-    if not groups:
-        raise ValueError("choose at least one group that may read these files")
-    for group in groups:
-        if not GROUP_NAME.match(group):
-            raise ValueError(
-                f"{group!r} is not a valid group name: use letters, digits, '.', '_', '@' or '-'"
-            )
-    return groups
 
 
 def save_uploads(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.web.uploads import parse_groups, safe_file_name, save_uploads
+from appliance.web.uploads import safe_file_name, save_uploads
 
 EXTENSIONS = [".txt", ".pdf"]
 
@@ -45,11 +45,3 @@ def test_accepted_files_are_stored_and_the_others_refused_with_a_reason(tmp_path
     assert "empty" in reasons["empty.txt"]
     assert "larger than" in reasons["big.pdf"]
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
-
-
-def test_groups_are_parsed_and_bad_names_named() -> None:
-    assert parse_groups(" hr, everyone ,hr") == ["everyone", "hr"]
-    with pytest.raises(ValueError, match="at least one group"):
-        parse_groups(" , ")
-    with pytest.raises(ValueError, match="'h r'"):
-        parse_groups("h r")
