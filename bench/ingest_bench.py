@@ -115,30 +115,17 @@ def run_ingest(paths: list[Path], env: dict[str, str]) -> dict[str, Any]:
 
 def read_chunk_texts(settings: Any) -> list[str]:
     """All chunk texts of the index, ordered by (source, position)."""
-    import qdrant_edge as qe
-
     from appliance.services import open_index
-    from appliance.store.edge import EdgeStore
 
     index = open_index(settings)
     try:
-        assert isinstance(index.store, EdgeStore)
-        rows: list[tuple[str, int, str]] = []
-        offset: Any = None
-        while True:
-            records, offset = index.store.shard.scroll(
-                qe.ScrollRequest(limit=SCROLL_PAGE, offset=offset, with_payload=True)
-            )
-            for record in records:
-                payload = record.payload or {}
-                rows.append(
-                    (str(payload["source"]), int(payload["position"]), str(payload["text"]))
-                )
-            if offset is None:
-                break
+        rows = sorted(
+            (str(p["source"]), int(p["position"]), str(p["text"]))
+            for _, p in index.store.iter_payloads(SCROLL_PAGE)
+        )
     finally:
         index.close()
-    return [text for _, _, text in sorted(rows)]
+    return [text for _, _, text in rows]
 
 
 def time_raw_encode(texts: list[str], batch_size: int, device: str) -> dict[str, Any]:

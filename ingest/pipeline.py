@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # Chunks embedded together: large enough that the embedder sorts and pads efficiently.
 EMBED_GROUP_CHUNKS = 512
+# The first groups are smaller, so embedding starts while the parser is still on the first
+# files instead of waiting for a full group.
+FIRST_GROUP_CHUNKS = 64
 
 
 class Parser(Protocol):
@@ -109,6 +112,7 @@ class IngestPipeline:
 
         by_path = {c.path: c for c in to_parse}
         group: list[_Parsed] = []
+        group_target = FIRST_GROUP_CHUNKS
         for path, outcome in self._parser.parse_stream(c.path for c in to_parse):
             candidate = by_path[path]
             if isinstance(outcome, LoadError):
@@ -116,9 +120,10 @@ class IngestPipeline:
                 progress.advance(files=1)
                 continue
             group.append(_Parsed(candidate, outcome))
-            if sum(len(p.chunks) for p in group) >= EMBED_GROUP_CHUNKS:
+            if sum(len(p.chunks) for p in group) >= group_target:
                 self._write(group, groups, report, progress)
                 group = []
+                group_target = min(group_target * 2, EMBED_GROUP_CHUNKS)
         self._write(group, groups, report, progress)
 
         seen = {str(path) for path in found.files}

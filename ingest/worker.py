@@ -1,4 +1,4 @@
-"""Parse files in a separate process, under a time limit, one file ahead of the caller.
+"""Parse files in a separate process, under a time limit, several files ahead of the caller.
 
 A pathological file (a PDF that makes the parser loop, a reader that segfaults) costs
 that file only: the worker is killed and restarted, and the run goes on.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
@@ -20,7 +22,9 @@ from appliance.errors import ApplianceError, LoadError, ParseTimeoutError
 from ingest.chunking import ChunkConfig
 
 log = logging.getLogger(__name__)
-LOOKAHEAD = 2
+# Files handed to the worker before their results are read: enough that it keeps parsing
+# while the caller embeds a whole group of chunks.
+LOOKAHEAD = 24
 STARTUP_TIMEOUT_S = 300
 ParseOutcome = list[ChunkText] | LoadError
 
@@ -42,16 +46,29 @@ def _worker_main(conn: Connection, config: ChunkConfig) -> None:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", None))
+    # A reply waits in this queue rather than in a full pipe, so the next file is parsed
+    # while the caller is still busy with earlier ones.
+    replies: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_replies, args=(conn, replies), daemon=True)
+    sender.start()
     while True:
         request = conn.recv()
-        if request is None:
+        if request is None:  # replies nobody will read die with the process
             return
         try:
-            conn.send(("ok", parse_file(Path(request), chunker)))
+            replies.put(("ok", parse_file(Path(request), chunker)))
         except LoadError as exc:
-            conn.send(("error", str(exc)))
+            replies.put(("error", str(exc)))
         except Exception as exc:
-            conn.send(("error", f"cannot parse ({type(exc).__name__}: {exc})"))
+            replies.put(("error", f"cannot parse ({type(exc).__name__}: {exc})"))
+
+
+def _send_replies(conn: Connection, replies: queue.SimpleQueue[tuple[str, Any]]) -> None:
+    while True:
+        try:
+            conn.send(replies.get())
+        except OSError:  # the caller went away; it starts a new worker if it needs one
+            return
 
 
 class ParserProcess:
@@ -61,14 +78,28 @@ class ParserProcess:
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: Connection | None = None
+        self._starting: Connection | None = None
 
-    def _start(self) -> Connection:
+    def prestart(self) -> None:
+        """Start the worker now, without waiting for it: its imports then overlap whatever the
+        caller loads meanwhile (the embedding model, say)."""
+        if self._process is None:
+            self._spawn()
+
+    def _spawn(self) -> None:
         parent, child = self._context.Pipe()
         self._process = self._context.Process(
             target=_worker_main, args=(child, self._config), daemon=True, name="appliance-parser"
         )
         self._process.start()
         child.close()
+        self._starting = parent
+
+    def _start(self) -> Connection:
+        if self._starting is None:
+            self._spawn()
+        parent, self._starting = self._starting, None
+        assert parent is not None
         # Wait for the worker's imports and tokenizer so that start-up never counts
         # against a file's parse time limit.
         if not parent.poll(STARTUP_TIMEOUT_S):
@@ -99,6 +130,7 @@ class ParserProcess:
             self._process.join()
         self._process = None
         self._conn = None
+        self._starting = None
 
     def close(self) -> None:
         if self._conn is not None and self._process is not None and self._process.is_alive():

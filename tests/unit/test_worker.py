@@ -23,3 +23,25 @@ def test_slow_file_is_stopped_and_the_following_files_still_parse(
     small_chunks = outcomes[small]
     assert isinstance(small_chunks, list)
     assert small_chunks[0].text == "The small file parses."
+
+
+def test_prestarted_worker_returns_many_large_files_whole_and_in_order(
+    tmp_path: Path, embed_model_dir: Path
+) -> None:
+    # Each reply is larger than a pipe's buffer, and more files are in flight than the worker
+    # looks ahead: replies queue up in the worker while the caller reads them one by one.
+    files = []
+    for number in range(30):
+        path = tmp_path / f"doc{number:02d}.txt"
+        path.write_text(f"Document {number} sentence. " * 3000, encoding="utf-8")
+        files.append(path)
+    config = ChunkConfig(embed_model_dir, 64, 8)
+    with ParserProcess(config, timeout_s=60.0) as parser:
+        parser.prestart()
+        outcomes = list(parser.parse_stream(files))
+    assert [path for path, _ in outcomes] == files
+    for number, (_, chunks) in enumerate(outcomes):
+        assert isinstance(chunks, list)
+        text = " ".join(chunk.text for chunk in chunks)
+        assert text.count(f"Document {number} sentence.") >= 3000
+        assert f"Document {number + 1} sentence." not in text
