@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from appliance.domain import IndexedChunk, RetrievedPassage
+
+# Payload fields the stores filter on, and so index.
+KEYWORD_FIELDS = ("doc_id", "source", "acl")
+INTEGER_FIELDS = ("position",)
+
+
+@dataclass(frozen=True)
+class CollectionMeta:
+    """What a collection was built with: its vector dimension and the embedding model."""
+
+    dimension: int
+    embed_model: str
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,9 @@ class VectorStore(Protocol):
         The group filter runs inside the vector query: a chunk the groups may not read is
         never returned, whatever its score.
         """
+
+    def iter_payloads(self, page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's id and payload."""
 
     def flush(self) -> None:
         """Make every write so far durable."""

@@ -13,13 +13,10 @@ import qdrant_edge as qe
 
 from appliance.domain import IndexedChunk, RetrievedPassage
 from appliance.errors import DimensionMismatchError, StoreError
-from appliance.store import StoreInfo
+from appliance.store import INTEGER_FIELDS, KEYWORD_FIELDS, CollectionMeta, StoreInfo
 from appliance.store.lock import OwnerLock
 
 log = logging.getLogger(__name__)
-
-KEYWORD_FIELDS = ("doc_id", "source", "acl")
-INTEGER_FIELDS = ("position",)
 
 
 def _match(key: str, value: str) -> qe.FieldCondition:
@@ -45,6 +42,13 @@ def read_collection_meta(root: Path, collection: str) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = json.loads(meta_file.read_text(encoding="utf-8"))
     return data
+
+
+def read_meta(root: Path, collection: str) -> CollectionMeta | None:
+    meta = read_collection_meta(root, collection)
+    if meta is None:
+        return None
+    return CollectionMeta(int(meta["dimension"]), str(meta.get("embed_model", "")))
 
 
 def _write_collection_meta(root: Path, collection: str, meta: dict[str, Any]) -> None:

@@ -15,8 +15,9 @@ from appliance.errors import StoreLockedError
 
 
 class OwnerLock:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, what: str | None = None) -> None:
         self._path = path
+        self._what = what or f"the embedded store {path.parent}"
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
@@ -29,7 +30,7 @@ class OwnerLock:
             owner = handle.read().strip() or "unknown"
             handle.close()
             raise StoreLockedError(
-                f"the embedded store {self._path.parent} is in use by another appliance "
+                f"{self._what} is in use by another appliance "
                 f"process (pid {owner}). Wait for it to finish, or stop it (a running server "
                 "ingests the documents folder itself) and try again."
             ) from None

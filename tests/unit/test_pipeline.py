@@ -1,19 +1,26 @@
+"""Incremental ingestion on both store backends: Qdrant Edge and the Qdrant server."""
+
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from appliance.manifest import Manifest
-from appliance.store.edge import EdgeStore
 from ingest.chunking import ChunkConfig
 from ingest.pipeline import IngestPipeline, forget
 from tests.fakes import HashEmbedder, InlineParser
+from tests.stores import BACKENDS, LOCAL_MODE_SEARCH_WARNING, StorePlace
+
+pytestmark = pytest.mark.filterwarnings(f"ignore:{LOCAL_MODE_SEARCH_WARNING}")
 
 
 class Index:
-    def __init__(self, root: Path, embed_model_dir: Path, max_bytes: int = 10_000_000) -> None:
+    def __init__(
+        self, root: Path, embed_model_dir: Path, backend: str, max_bytes: int = 10_000_000
+    ) -> None:
         self.embedder = HashEmbedder()
-        self.store = EdgeStore.open(root / "qdrant", "docs", self.embedder.dimension, "hash")
+        self.place = StorePlace(backend, root / "qdrant")
+        self.store = self.place.open("docs", self.embedder.dimension, "hash")
         self.manifest = Manifest(root / "manifest.sqlite3")
         parser = InlineParser(ChunkConfig(embed_model_dir, 64, 8))
         self.pipeline = IngestPipeline(self.store, self.embedder, self.manifest, parser, max_bytes)
@@ -21,11 +28,12 @@ class Index:
     def close(self) -> None:
         self.manifest.close()
         self.store.close()
+        self.place.close()
 
 
-@pytest.fixture
-def index(tmp_path: Path, embed_model_dir: Path) -> Iterator[Index]:
-    opened = Index(tmp_path / "state", embed_model_dir)
+@pytest.fixture(params=BACKENDS)
+def index(request: pytest.FixtureRequest, tmp_path: Path, embed_model_dir: Path) -> Iterator[Index]:
+    opened = Index(tmp_path / "state", embed_model_dir, request.param)
     yield opened
     opened.close()
 
@@ -108,7 +116,7 @@ def test_file_that_turns_bad_keeps_its_previous_version(index: Index, docs: Path
 
 
 def test_oversized_file_is_refused(tmp_path: Path, embed_model_dir: Path, docs: Path) -> None:
-    small = Index(tmp_path / "small", embed_model_dir, max_bytes=100)
+    small = Index(tmp_path / "small", embed_model_dir, "edge", max_bytes=100)
     report = small.pipeline.run([docs], ["everyone"])
     small.close()
     assert [Path(f.path).name for f in report.failed] == ["a.txt"]
