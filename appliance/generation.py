@@ -20,17 +20,38 @@ log = logging.getLogger(__name__)
 PromptMode = Literal["completion", "chat"]
 
 
+LOCAL_BACKEND = "llama.cpp"
+
+
 @dataclass(frozen=True)
 class ModelIdentity:
-    """Which weights produced an answer: what the audit log and `ask --json` report."""
+    """Which weights produced an answer: what the audit log and `ask --json` report.
+
+    `backend` says who ran them: "llama.cpp" (in this process; path and sha256 of the GGUF)
+    or "openai-compatible" (a server: its `url`, without credentials, and the `served_model`
+    it was asked for; its weights' path and sha256 are not known here). None: no model ran.
+    """
 
     path: str | None
     sha256: str | None
     adapter_path: str | None = None
     adapter_sha256: str | None = None
+    backend: str | None = None
+    url: str | None = None
+    served_model: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256, "adapter_sha256": self.adapter_sha256}
+        return {
+            "backend": self.backend,
+            "path": self.path,
+            "sha256": self.sha256,
+            "adapter_sha256": self.adapter_sha256,
+            "url": self.url,
+            "served_model": self.served_model,
+        }
+
+    def audit_json(self) -> dict[str, Any]:
+        return {**self.to_json(), "adapter_path": self.adapter_path}
 
 
 @dataclass(frozen=True)
@@ -120,6 +141,7 @@ class LlamaCppGenerator:
             sha256=cached_sha256(model_path, cache),
             adapter_path=str(adapter_path.resolve()) if adapter_path else None,
             adapter_sha256=cached_sha256(adapter_path, cache) if adapter_path else None,
+            backend=LOCAL_BACKEND,
         )
         self._temperature = temperature
         self._control_spellings: dict[str, bool] = {}

@@ -119,6 +119,7 @@ class Assistant:
         yield from self._generate(run)
 
     def _generate(self, run: _Run) -> EventStream:
+        pieces: list[str] = []  # what the user was shown; an error record keeps it too
         try:
             with self._gate.hold():
                 generator = self.generator()
@@ -135,7 +136,6 @@ class Assistant:
                 run.prompt = built
                 sources = run.number(built.passages)
                 yield SourcesFound(sources)
-                pieces: list[str] = []
                 trimmed: str | None = None
                 for piece in generator.stream(built.prompt, self._policy.max_tokens):
                     run.token()
@@ -146,19 +146,25 @@ class Assistant:
                         if trimmed is not None:
                             break
         except (GeneratorExit, KeyboardInterrupt):
-            run.record("error", error="the answer was stopped before it finished")
+            shown = _partial(pieces)
+            run.record("error", answer=shown, error="the answer was stopped before it finished")
             raise
         except ApplianceError as exc:
             outcome: Outcome = "refused" if not isinstance(exc, ModelError) else "error"
-            run.record(outcome, error=str(exc))
+            run.record(outcome, answer=_partial(pieces), error=str(exc))
             raise
         except Exception as exc:
             log.exception("event=generation_failed")
-            run.record("error", error=f"{type(exc).__name__}: {exc}")
+            run.record("error", answer=_partial(pieces), error=f"{type(exc).__name__}: {exc}")
             raise ModelError(f"the model failed while answering: {exc}") from None
         answer = trimmed if trimmed is not None else "".join(pieces).strip()
         citations = parse_citations(answer, len(built.passages))
         yield Finished(run.finish("answered", sources=sources, answer=answer, citations=citations))
+
+
+def _partial(pieces: list[str]) -> str | None:
+    """The text streamed before an answer failed or was stopped, for its audit record."""
+    return "".join(pieces).strip() or None
 
 
 def _question_problem(question: Question) -> str | None:
@@ -307,11 +313,4 @@ def _audit_passage(rank: int, passage: RetrievedPassage, cited: bool) -> AuditPa
 
 
 def _model_json(model: ModelIdentity | None) -> dict[str, str | None]:
-    if model is None:
-        return {"path": None, "sha256": None, "adapter_path": None, "adapter_sha256": None}
-    return {
-        "path": model.path,
-        "sha256": model.sha256,
-        "adapter_path": model.adapter_path,
-        "adapter_sha256": model.adapter_sha256,
-    }
+    return (model or ModelIdentity(path=None, sha256=None)).audit_json()

@@ -62,6 +62,7 @@ class WebServices:
 
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"model_loaded": self.answers.assistant.model_loaded}
+        report.update(ops.llm_health(self.settings))
         try:
             info = self.answers.index.store.info()
             report.update(store_open=True, chunks=info.points, store=info.backend)

@@ -1,14 +1,54 @@
-"""`/healthz` for orchestrators (no login) and `/metrics` for Prometheus (any user or key)."""
+"""`/healthz` for orchestrators (no login) and `/metrics` for Prometheus (any user or key).
+
+`/healthz` is 503 until the model can answer (loaded in this process, or its LLM server
+reachable), the store is open and the audit log writable. It says which part is down; the
+reason goes to the log."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from appliance.remote_llm import public_url, server_problem
+from appliance.services import remote_config
+from appliance.settings import Settings
 from appliance.web.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def llm_health(settings: Settings) -> dict[str, Any]:
+    """With APPLIANCE_LLM_URL, whether that server answers now (the model is loaded there)."""
+    if not settings.llm_url:
+        return {}
+    problem = server_problem(remote_config(settings))
+    report: dict[str, Any] = {
+        "llm_backend": "openai-compatible",
+        "llm_url": public_url(settings.llm_url),
+        "llm_reachable": problem is None,
+    }
+    if problem is not None:
+        report["llm_error"] = problem
+    return report
+
+
+# /healthz needs no login: it says what is wrong, and the log says why (error texts name
+# files, hosts and URLs inside the deployment).
+PRIVATE_KEYS = ("llm_url",)
+
+
+def _public(report: dict[str, Any]) -> dict[str, Any]:
+    public = {}
+    for key, value in report.items():
+        if key.endswith("_error"):
+            log.warning("event=health_check_failed part=%s error=%s", key[: -len("_error")], value)
+        elif key not in PRIVATE_KEYS:
+            public[key] = value
+    return public
 
 
 def build_router(health: Callable[[], dict[str, Any]], metrics: Metrics) -> APIRouter:
@@ -16,8 +56,10 @@ def build_router(health: Callable[[], dict[str, Any]], metrics: Metrics) -> APIR
 
     @router.get("/healthz")
     def healthz() -> JSONResponse:
-        report = health()
-        ready = report["model_loaded"] and report["store_open"] and report["audit_writable"]
+        report = _public(health())
+        # A remote model is ready when its server answers; a local one once it is loaded.
+        model_ready = report.get("llm_reachable", report["model_loaded"])
+        ready = model_ready and report["store_open"] and report["audit_writable"]
         report["status"] = "ok" if ready else "unavailable"
         return JSONResponse(report, status_code=200 if ready else 503)
 

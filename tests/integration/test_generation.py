@@ -17,6 +17,7 @@ def gemma(tmp_path_factory: pytest.TempPathFactory) -> LlamaCppGenerator:
 def test_the_base_gemma_gets_completion_prompts(gemma: LlamaCppGenerator) -> None:
     assert gemma.mode == "completion"
     assert gemma.identity.sha256 and len(gemma.identity.sha256) == 64
+    assert gemma.identity.backend == "llama.cpp" and gemma.identity.url is None
 
 
 def test_document_text_cannot_become_control_tokens(gemma: LlamaCppGenerator) -> None:
