@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DOCS ?= samples
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install models run browser test lint typecheck unit bench clean
+.PHONY: install models run browser compose test lint typecheck unit bench clean
 
 # torch first, from the CPU wheel on this machine's disk: with it installed, the project's
 # torch range is already met and no resolver pulls a CUDA build.
@@ -35,13 +35,22 @@ browser:
 		|| { $(SUDO) apt-get update -q >/dev/null && \
 		     $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; }
 
+# The deployment tests validate compose.yaml with Debian's docker-compose (v1.29); it needs no
+# Docker engine, and none is installed with it.
+compose:
+	@test -x /usr/bin/docker-compose || { \
+		echo "installing Debian's docker-compose for the deployment tests"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose >/dev/null \
+		|| { $(SUDO) apt-get update -q >/dev/null && \
+		     $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose >/dev/null; }; }
+
 lint: install
 	$(BIN)/ruff check appliance ingest ui tests bench
 
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck browser
+test: lint typecheck browser compose
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: install

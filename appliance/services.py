@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from appliance.audit import AuditLog
 from appliance.embedding import (
@@ -21,8 +23,12 @@ from appliance.models import default_llm_path, prepare_default_llm, resolve_embe
 from appliance.rag import AnswerPolicy, Assistant
 from appliance.retrieval import Retriever
 from appliance.settings import Settings
-from appliance.store import VectorStore
-from appliance.store.edge import EdgeStore, read_collection_meta
+from appliance.store import CollectionMeta, VectorStore
+from appliance.store.factory import open_store
+from appliance.store.lock import OwnerLock
+
+if TYPE_CHECKING:
+    from appliance.remote_llm import RemoteConfig
 
 
 @dataclass
@@ -31,17 +37,33 @@ class IndexServices:
     embed_model_dir: Path
     store: VectorStore
     manifest: Manifest
+    lock: OwnerLock | None = None
 
     def close(self) -> None:
         self.manifest.close()
         self.store.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _check_backend(settings: Settings) -> None:
-    if settings.qdrant_url:
+    if not settings.qdrant_url:
+        if settings.qdrant_api_key is not None:
+            raise ConfigError(
+                "APPLIANCE_QDRANT_API_KEY is set but APPLIANCE_QDRANT_URL is not: set the "
+                "server's URL, or unset the key to use the embedded store"
+            )
+        return
+    if settings.qdrant_path is not None:
         raise ConfigError(
-            "APPLIANCE_QDRANT_URL is set, but this version only has the embedded Qdrant Edge "
-            "store: unset APPLIANCE_QDRANT_URL to use it"
+            "APPLIANCE_QDRANT_URL and APPLIANCE_QDRANT_PATH are both set: the Qdrant server "
+            "replaces the embedded store, so unset one of them"
+        )
+    parts = urlsplit(settings.qdrant_url)
+    if parts.username or parts.password:
+        raise ConfigError(
+            "APPLIANCE_QDRANT_URL must not contain a user or password: put the server's key "
+            "in APPLIANCE_QDRANT_API_KEY"
         )
 
 
@@ -57,27 +79,49 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSer
     """Open the store and manifest. Without an embedder, the collection's own dimension is used."""
     _check_backend(settings)
     model_dir = resolve_embed_model(settings.embed_model)
-    root = settings.resolved_qdrant_path
-    if embedder is not None:
-        dimension, name = embedder.dimension, embedder.name
-    else:
-        meta = read_collection_meta(root, settings.collection)
-        dimension = int(meta["dimension"]) if meta else (declared_dimension(model_dir) or 0)
-        name = str(meta["embed_model"]) if meta else model_display_name(model_dir)
-        if dimension == 0:
-            embedder = build_embedder(settings)
-            dimension, name = embedder.dimension, embedder.name
-    store = EdgeStore.open(root, settings.collection, dimension, name)
+
+    def vectors(meta: CollectionMeta | None) -> tuple[int, str]:
+        if embedder is not None:
+            return embedder.dimension, embedder.name
+        if meta is not None:
+            return meta.dimension, meta.embed_model
+        dimension = declared_dimension(model_dir)
+        if dimension:
+            return dimension, model_display_name(model_dir)
+        built = build_embedder(settings)
+        return built.dimension, built.name
+
+    lock = _lock_data_dir(settings) if settings.qdrant_url else None
+    try:
+        store = open_store(settings, vectors)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         manifest = Manifest(settings.manifest_path)
     except Exception:
         store.close()
+        if lock is not None:
+            lock.release()
         raise
-    return IndexServices(settings, model_dir, store, manifest)
+    return IndexServices(settings, model_dir, store, manifest, lock)
+
+
+def _lock_data_dir(settings: Settings) -> OwnerLock:
+    """A Qdrant server takes writers from anywhere, but the manifest in the data folder has
+    one writer at a time, as with the embedded store."""
+    lock = OwnerLock(
+        settings.manifest_path.with_suffix(".lock"),
+        f"the document index in {settings.manifest_path.parent}",
+    )
+    lock.acquire()
+    return lock
 
 
 def resolve_llm_model(settings: Settings) -> Path:
-    """The configured GGUF, or the default one (assembled from its package on first use)."""
+    """The configured GGUF, or the default one (assembled from its package on first use).
+    Only for the in-process model: with APPLIANCE_LLM_URL no local GGUF is needed."""
     if settings.llm_model is not None:
         return settings.llm_model
     path = default_llm_path(settings.models_dir)
@@ -86,14 +130,43 @@ def resolve_llm_model(settings: Settings) -> Path:
 
 def check_llm_files(settings: Settings) -> None:
     """Report a wrong model or adapter path at start-up, not at the first relevant question."""
+    if settings.llm_url:
+        # The server loads its own weights; an adapter set here would silently not apply.
+        if settings.llm_adapter is not None:
+            raise ConfigError(
+                "APPLIANCE_LLM_ADAPTER is set, but APPLIANCE_LLM_URL sends questions to an LLM "
+                "server, which loads its own adapters: unset one of the two"
+            )
+        return
     for name, path in (("LLM_MODEL", settings.llm_model), ("LLM_ADAPTER", settings.llm_adapter)):
         if path is not None and not path.is_file():
             raise ModelError(f"APPLIANCE_{name}={path} is not a file: point it at a .gguf file")
 
 
-def build_generator(settings: Settings) -> Generator:
-    from appliance.generation import LlamaCppGenerator
+def remote_config(settings: Settings) -> RemoteConfig:
+    from appliance.remote_llm import RemoteConfig
 
+    if not settings.llm_url:
+        raise ConfigError("APPLIANCE_LLM_URL is not set: no LLM server is configured")
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    return RemoteConfig(
+        url=settings.llm_url,
+        api_key=key,
+        model=settings.llm_remote_model,
+        timeout_s=settings.llm_timeout_s,
+        context_size=settings.llm_context_size,
+        temperature=settings.llm_temperature,
+        prompt_mode=settings.llm_prompt_mode,
+    )
+
+
+def build_generator(settings: Settings) -> Generator:
+    """The LLM server at APPLIANCE_LLM_URL when set, else the GGUF model in this process."""
+    from appliance.generation import LlamaCppGenerator
+    from appliance.remote_llm import OpenAICompatibleGenerator
+
+    if settings.llm_url:
+        return OpenAICompatibleGenerator(remote_config(settings))
     return LlamaCppGenerator(
         resolve_llm_model(settings),
         adapter_path=settings.llm_adapter,

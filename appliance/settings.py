@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -58,9 +59,28 @@ class Settings(BaseSettings):
         None, description="Embedded Qdrant Edge storage folder. Default: <data_dir>/qdrant."
     )
     qdrant_url: str | None = Field(
-        None, description="URL of a Qdrant server; when set it replaces the embedded store."
+        None,
+        description="http(s) URL of a Qdrant server, with its port (e.g. http://qdrant:6333); "
+        "when set it replaces the embedded store.",
     )
-    qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server.")
+    qdrant_api_key: SecretStr | None = Field(
+        None, description="API key of the Qdrant server, sent only to APPLIANCE_QDRANT_URL."
+    )
+    qdrant_shards: int | None = Field(
+        None,
+        ge=1,
+        description="Shards of a collection the appliance creates on the Qdrant server. "
+        "Default: the server's (one per cluster node).",
+    )
+    qdrant_replication: int = Field(
+        1, ge=1, description="Copies of each shard kept by a Qdrant cluster (new collections)."
+    )
+    qdrant_write_consistency: int = Field(
+        1,
+        ge=1,
+        description="Replicas that must apply a write before it counts as done (new "
+        "collections); at most APPLIANCE_QDRANT_REPLICATION.",
+    )
     collection: str = Field(
         "documents",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
@@ -103,6 +123,26 @@ class Settings(BaseSettings):
     )
     llm_queue_timeout_s: float = Field(
         120, gt=0, description="Longest wait for the model before a request is told 'busy'."
+    )
+    llm_url: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible LLM server (llama.cpp server, vLLM, TGI), "
+        "e.g. http://llm:8080/v1 (the /v1 may be left out). When set, that server answers "
+        "instead of the local GGUF model.",
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, description="API key sent to APPLIANCE_LLM_URL as 'Authorization: Bearer'."
+    )
+    llm_remote_model: str | None = Field(
+        None,
+        description="Model name requested from APPLIANCE_LLM_URL. Default: the first model "
+        "the server lists at /v1/models.",
+    )
+    llm_timeout_s: float = Field(
+        120,
+        gt=0,
+        description="Longest wait for APPLIANCE_LLM_URL: to connect, to answer a request, or "
+        "between two pieces of a streamed answer.",
     )
     top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
     score_threshold: float = Field(
@@ -183,6 +223,38 @@ class Settings(BaseSettings):
     @classmethod
     def _dotted_lowercase(cls, value: list[str]) -> list[str]:
         return [v.lower() if v.startswith(".") else f".{v.lower()}" for v in value]
+
+    @field_validator("llm_url")
+    @classmethod
+    def _llm_http_url(cls, value: str | None) -> str | None:
+        # An empty value (`APPLIANCE_LLM_URL=` in a compose file) means "not set".
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. http://llm:8080/v1")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL without ?query or #fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("qdrant_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. http://qdrant:6333")
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _write_consistency_within_replication(self) -> Settings:
+        if self.qdrant_write_consistency > self.qdrant_replication:
+            raise ValueError(
+                f"qdrant_write_consistency ({self.qdrant_write_consistency}) must not exceed "
+                f"qdrant_replication ({self.qdrant_replication})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:

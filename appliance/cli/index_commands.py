@@ -17,6 +17,7 @@ from appliance.cli.common import (
 )
 from appliance.domain import IngestReport
 from appliance.errors import ConfigError
+from appliance.models import resolve_embed_model
 from appliance.services import build_embedder, open_index
 
 DEFAULT_GROUP = "everyone"
@@ -53,13 +54,15 @@ def ingest(
         groups = [g.strip() for g in (acl or [DEFAULT_GROUP]) if g.strip()]
         if not groups:
             raise ConfigError("--acl needs a group name")
-        embedder = build_embedder(settings)
-        index = open_index(settings, embedder)
-        try:
-            check_chunk_size(index.embed_model_dir, settings.chunk_size)
-            config = ChunkConfig(index.embed_model_dir, settings.chunk_size, settings.chunk_overlap)
-            show_bar = not as_json and sys.stderr.isatty()
-            with ParserProcess(config, settings.parse_timeout_s) as parser:
+        model_dir = resolve_embed_model(settings.embed_model)
+        check_chunk_size(model_dir, settings.chunk_size)
+        config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
+        show_bar = not as_json and sys.stderr.isatty()
+        with ParserProcess(config, settings.parse_timeout_s) as parser:
+            parser.prestart()
+            embedder = build_embedder(settings)
+            index = open_index(settings, embedder)
+            try:
                 pipeline = IngestPipeline(
                     index.store,
                     embedder,
@@ -70,8 +73,8 @@ def ingest(
                 progress = _terminal_progress() if show_bar else None
                 with progress if progress is not None else nullcontext():
                     report = pipeline.run(list(targets), groups, progress)
-        finally:
-            index.close()
+            finally:
+                index.close()
     if as_json:
         print_json(report.to_json())
     else:
@@ -133,7 +136,10 @@ def forget(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show documents, chunks, collection, store backend and path, and the embedding model."""
+    """Show documents, chunks, collection, store backend and location, and the embedding model.
+
+    The location is the embedded store's folder, or the Qdrant server's URL.
+    """
     with user_errors():
         index = open_index(settings_for_command())
         try:
@@ -145,7 +151,12 @@ def status(
         "documents": documents,
         "chunks": info.points,
         "collection": info.collection,
-        "store": {"backend": info.backend, "path": info.location},
+        "store": {
+            "backend": info.backend,
+            "location": info.location,
+            # The embedded store's folder (kept for readers of earlier output); null for a server.
+            "path": info.location if info.backend == "qdrant-edge" else None,
+        },
         "embedding": {
             "model": info.embed_model,
             "path": str(index.embed_model_dir),

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
 
 from appliance.cli.common import settings_for_command, user_errors
+
+
+def _stop_on_terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def serve(
@@ -25,6 +31,9 @@ def serve(
     seconds. Create a first user with `appliance users add`.
     """
     with user_errors():
+        # `docker stop` and systemd send SIGTERM: stop as on Ctrl+C, closing the store and the
+        # audit log (uvicorn re-raises the signal once it has stopped serving).
+        signal.signal(signal.SIGTERM, _stop_on_terminate)
         settings = settings_for_command()
         # Gradio keeps uploads and the files it serves here, with the appliance's other state;
         # it reads this when imported.
