@@ -321,13 +321,19 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"cannot read the settings: {exc}") from None
 
 
+def _may_hold_a_secret(field: str) -> bool:
+    # Keys, passwords and URLs (which may carry user:password@) are never echoed.
+    return any(word in field for word in ("key", "password", "secret", "token", "url"))
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     lines = ["invalid settings:"]
     for err in exc.errors():
         field = ".".join(str(part) for part in err["loc"])
         name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
         value = err.get("input")
-        shown = "" if isinstance(value, dict) or field == "" else f" (got {value!r})"
+        hidden = isinstance(value, dict) or field == "" or _may_hold_a_secret(field)
+        shown = "" if hidden else f" (got {value!r})"
         lines.append(f"  {name}: {err['msg']}{shown}")
     lines.append("Fix these in the environment, .env, or the APPLIANCE_CONFIG YAML file.")
     return "\n".join(lines)

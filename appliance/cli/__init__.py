@@ -6,6 +6,7 @@ import typer
 
 from appliance.cli.ask_commands import ask, eval_set
 from appliance.cli.audit_commands import audit_app
+from appliance.cli.finetune_commands import finetune_app
 from appliance.cli.index_commands import forget, ingest, status
 from appliance.cli.model_commands import models_app
 from appliance.cli.serve_commands import serve
@@ -29,6 +30,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(finetune_app, name="finetune")
 
 
 def main() -> None:

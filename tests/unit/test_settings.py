@@ -68,3 +68,11 @@ def test_missing_config_file_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("APPLIANCE_CONFIG", "/nowhere/appliance.yaml")
     with pytest.raises(ConfigError, match="APPLIANCE_CONFIG"):
         load_settings()
+
+
+def test_a_bad_url_is_named_without_echoing_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPLIANCE_LLM_URL", "ftp://admin:hunter2@llm.internal/v1")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "APPLIANCE_LLM_URL" in str(error.value)
+    assert "hunter2" not in str(error.value)
