@@ -82,6 +82,27 @@ def test_csv_has_one_row_per_record(records: list[AuditRecord]) -> None:
     assert first["outcome"] == "answered"
 
 
+def test_csv_names_a_remote_model_server(tmp_path: Path) -> None:
+    remote = {
+        "backend": "openai-compatible",
+        "path": None,
+        "sha256": None,
+        "adapter_path": None,
+        "adapter_sha256": None,
+        "url": "http://llm:8080/v1",
+        "served_model": "gemma-3-270m",
+    }
+    with AuditLog(tmp_path / "audit.sqlite3") as log:
+        log.append(make_entry(model=remote))
+        stream = io.StringIO()
+        write_csv(log.query(), stream)
+    [row] = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert row["model_backend"] == "openai-compatible"
+    assert row["model_url"] == "http://llm:8080/v1"
+    assert row["served_model"] == "gemma-3-270m"
+    assert row["model_sha256"] == ""
+
+
 def test_csv_cells_cannot_become_formulas(records: list[AuditRecord]) -> None:
     stream = io.StringIO()
     write_csv(records, stream)
