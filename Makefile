@@ -27,22 +27,24 @@ models: install
 run: models
 	APPLIANCE_DOCS_DIR=$${APPLIANCE_DOCS_DIR:-$(DOCS)} $(BIN)/appliance serve
 
+# Installs Debian packages ($(2), apt-get options $(3)) when $(1) is missing: with sudo when
+# not root, and with an `apt-get update` only when the first try fails.
+APT_INSTALL = $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+define ensure_debian
+	@test -x $(1) || { \
+		echo "installing Debian's $(2)"; \
+		$(APT_INSTALL) $(3) $(2) >/dev/null \
+		|| { $(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) $(3) $(2) >/dev/null; }; }
+endef
+
 # The browser tests drive Debian's Chromium; Playwright never downloads a browser.
 browser:
-	@test -x /usr/bin/chromium || { \
-		echo "installing Debian's chromium for the browser tests"; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
-		|| { $(SUDO) apt-get update -q >/dev/null && \
-		     $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; }
+	$(call ensure_debian,/usr/bin/chromium,chromium chromium-driver)
 
 # The deployment tests validate compose.yaml with Debian's docker-compose (v1.29); it needs no
 # Docker engine, and none is installed with it.
 compose:
-	@test -x /usr/bin/docker-compose || { \
-		echo "installing Debian's docker-compose for the deployment tests"; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose >/dev/null \
-		|| { $(SUDO) apt-get update -q >/dev/null && \
-		     $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose >/dev/null; }; }
+	$(call ensure_debian,/usr/bin/docker-compose,docker-compose,--no-install-recommends)
 
 lint: install
 	$(BIN)/ruff check appliance ingest ui tests bench
