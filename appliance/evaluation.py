@@ -205,3 +205,51 @@ def percentiles(values: Sequence[float]) -> dict[str, float] | None:
         return round(ordered[index], 1)
 
     return {"p50": rank(50), "p90": rank(90), "p95": rank(95), "max": round(ordered[-1], 1)}
+
+
+# Base vs adapter: the metrics an adapter is meant to move, then the ones it must not break.
+COMPARED = ("answer_accuracy", "citation_rate", "citation_precision", "hit@k", "mrr")
+
+
+def _metric(summary: dict[str, Any], name: str) -> float | None:
+    key = f"hit@{summary['k']}" if name == "hit@k" else name
+    value = summary.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _p50(summary: dict[str, Any]) -> float | None:
+    total = (summary.get("latency_ms") or {}).get("total") or {}
+    value = total.get("p50")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def compare(base: dict[str, Any], adapted: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per metric: base, adapter and the difference (adapter - base)."""
+    rows = []
+    for name in COMPARED:
+        rows.append(_row(name, _metric(base, name), _metric(adapted, name)))
+    rows.append(_row("latency_ms_p50", _p50(base), _p50(adapted)))
+    rows.append(_row("failures", float(base["failures"]), float(adapted["failures"])))
+    return rows
+
+
+def _row(name: str, base: float | None, adapted: float | None) -> dict[str, Any]:
+    delta = round(adapted - base, 4) if base is not None and adapted is not None else None
+    return {"metric": name, "base": base, "adapter": adapted, "delta": delta}
+
+
+def comparison_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as an aligned plain-text table."""
+
+    def shown(value: float | None, signed: bool = False) -> str:
+        if value is None:
+            return "-"
+        return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+    lines = [f"{'metric':20} {'base':>10} {'adapter':>10} {'delta':>10}"]
+    for row in rows:
+        lines.append(
+            f"{row['metric']:20} {shown(row['base']):>10} {shown(row['adapter']):>10} "
+            f"{shown(row['delta'], signed=True):>10}"
+        )
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,14 +11,26 @@ import gradio as gr
 from appliance.answers import Finished, SourcesFound, Token
 from appliance.conversation import Turn
 from appliance.errors import ApplianceError, BusyError
+from appliance.generation import ModelIdentity
 from appliance.web.chat import ChatEngine, Rewritten
 from appliance.web.identity import Identifier
 from ui.access import current_user
-from ui.render import plain_markdown, sources_html
+from ui.render import document_name, plain_markdown, sources_html
 
 THINKING = "…"
 Messages = list[dict[str, Any]]
 Update = tuple[Messages, str, list[Turn], str]
+
+
+def model_html(model: ModelIdentity | None) -> str:
+    """Which weights answered: the model file and the fine-tuned adapter, with short sha256."""
+    if model is None or model.path is None:
+        return ""
+    text = f"Model: {document_name(model.path)} (sha256 {(model.sha256 or '')[:12]})"
+    if model.adapter_sha256:
+        adapter = document_name(model.adapter_path or "adapter")
+        text += f" · adapter: {adapter} (sha256 {model.adapter_sha256[:12]})"
+    return f'<p class="model-identity">{html.escape(text)}</p>'
 
 
 def build_chat_tab(engine: ChatEngine, identifier: Identifier, max_question_chars: int) -> None:
@@ -82,7 +95,7 @@ def build_chat_tab(engine: ChatEngine, identifier: Identifier, max_question_char
                     history[-1]["content"] = plain_markdown(streamed.lstrip()) or THINKING
                 elif isinstance(event, Finished):
                     answer = event.answer
-                    panel = sources_html(answer.sources, searched)
+                    panel = sources_html(answer.sources, searched) + model_html(answer.model)
                     if answer.answer is not None:
                         history[-1]["content"] = plain_markdown(answer.answer) or "(no answer)"
                         past = [*past, Turn(standalone, answer.answer)]

@@ -13,7 +13,14 @@ import typer
 from appliance.answers import Answer, Question
 from appliance.cli.common import print_json, settings_for_command, user_errors
 from appliance.errors import BusyError, ConfigError, ModelError, QuestionError
-from appliance.evaluation import EvalQuestion, Scoreboard, load_questions
+from appliance.evaluation import (
+    EvalQuestion,
+    Scoreboard,
+    compare,
+    comparison_table,
+    load_questions,
+)
+from appliance.filehash import sha256_of_file
 from appliance.services import build_answer_services
 from appliance.settings import Settings
 
@@ -27,6 +34,17 @@ RetrieveOnlyOption = Annotated[
     bool, typer.Option("--retrieve-only", help="Return the passages without generating.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+AdapterOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--adapter", help="GGUF LoRA adapter loaded with the model (APPLIANCE_LLM_ADAPTER)."
+    ),
+]
+
+
+def with_adapter(settings: Settings, adapter: Path | None) -> Settings:
+    """The settings with --adapter in place of APPLIANCE_LLM_ADAPTER, when given."""
+    return settings if adapter is None else settings.model_copy(update={"llm_adapter": adapter})
 
 
 def parse_groups(value: str) -> tuple[str, ...]:
@@ -51,6 +69,7 @@ def ask(
     groups: GroupsOption = "everyone",
     k: KOption = None,
     retrieve_only: RetrieveOnlyOption = False,
+    adapter: AdapterOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer QUESTION from the indexed documents with the local model, citing the passages.
@@ -59,7 +78,7 @@ def ask(
     record is written; when no readable passage is relevant, the appliance says so instead.
     """
     with user_errors():
-        settings = settings_for_command()
+        settings = with_adapter(settings_for_command(), adapter)
         request = Question(
             text=question,
             user=user or _default_user(),
@@ -102,21 +121,69 @@ def eval_set(
     k: KOption = None,
     retrieve_only: RetrieveOnlyOption = False,
     groups: GroupsOption = "everyone",
+    adapter: AdapterOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer every question of a set and print hit@k, MRR, accuracy, citations and latency.
 
     The model is loaded once; each question is audited as user `eval`. Metric definitions are
     those of the evals README (normalised text contains the answer or an alternative).
+
+    With --adapter the set is answered twice, by the base model alone and with the adapter,
+    and base and adapter are shown side by side (JSON: "base", "adapter", "comparison"). The
+    adapter run's results go next to --out, with ".adapter" before the suffix.
     """
     with user_errors():
         settings = settings_for_command()
         items = load_questions(questions)
-        summary = _run_eval(settings, items, out, k or settings.top_k, retrieve_only, groups)
+        top_k = k or settings.top_k
+        if adapter is None:
+            summary = _run_eval(settings, items, out, top_k, retrieve_only, groups)
+        elif retrieve_only:
+            raise ConfigError("--adapter compares answers: it cannot go with --retrieve-only")
+        else:
+            summary = _compare_eval(settings, adapter, items, out, top_k, groups)
     if as_json:
         print_json(summary)
-    else:
+    elif adapter is None:
         _print_summary(summary)
+    else:
+        _print_comparison(summary)
+
+
+def adapter_results_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}.adapter{out.suffix}")
+
+
+def _compare_eval(
+    settings: Settings,
+    adapter: Path,
+    items: list[EvalQuestion],
+    out: Path,
+    k: int,
+    groups: str,
+) -> dict[str, Any]:
+    if not adapter.is_file():
+        raise ConfigError(f"--adapter {adapter} is not a file: point it at a GGUF LoRA adapter")
+    # The base model alone, whatever APPLIANCE_LLM_ADAPTER says.
+    bare = settings.model_copy(update={"llm_adapter": None})
+    base = _run_eval(bare, items, out, k, False, groups)
+    tuned = _run_eval(
+        with_adapter(settings, adapter), items, adapter_results_path(out), k, False, groups
+    )
+    return {
+        "base": base,
+        "adapter": {**tuned, "path": str(adapter.resolve()), "sha256": sha256_of_file(adapter)},
+        "comparison": compare(base, tuned),
+    }
+
+
+def _print_comparison(summary: dict[str, Any]) -> None:
+    adapter = summary["adapter"]
+    typer.echo(f"adapter {adapter['path']} (sha256 {adapter['sha256'][:12]})")
+    typer.echo(f"{summary['base']['questions']} questions, k={summary['base']['k']}\n")
+    typer.echo(comparison_table(summary["comparison"]))
+    typer.echo(f"\nresults: {summary['base']['results']} and {adapter['results']}")
 
 
 def _run_eval(
@@ -126,7 +193,7 @@ def _run_eval(
     k: int,
     retrieve_only: bool,
     groups: str,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     board = Scoreboard(k=k, generated=not retrieve_only)
     services = build_answer_services(settings)
     show = sys.stderr.isatty()

@@ -15,6 +15,7 @@ from appliance.cli.common import (
     settings_for_command,
     user_errors,
 )
+from appliance.cli.finetune_commands import adapter_status
 from appliance.domain import IngestReport
 from appliance.errors import ConfigError
 from appliance.models import resolve_embed_model
@@ -141,7 +142,9 @@ def status(
     The location is the embedded store's folder, or the Qdrant server's URL.
     """
     with user_errors():
-        index = open_index(settings_for_command())
+        settings = settings_for_command()
+        adapter = adapter_status(settings)
+        index = open_index(settings)
         try:
             info = index.store.info()
             documents = sum(1 for _ in index.manifest.entries())
@@ -162,6 +165,7 @@ def status(
             "path": str(index.embed_model_dir),
             "dimension": info.dimension,
         },
+        "adapter": adapter,
     }
     if as_json:
         print_json(data)
@@ -173,3 +177,5 @@ def status(
     typer.echo(
         f"embedding:  {info.embed_model} ({info.dimension} dimensions) from {index.embed_model_dir}"
     )
+    if adapter is not None:
+        typer.echo(f"adapter:    {adapter['path']} (sha256 {adapter['sha256'][:12]})")

@@ -1,0 +1,222 @@
+"""`finetune build-data` and `finetune train`: adapt the local model to the organisation's data."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from appliance.cli.ask_commands import GroupsOption, JsonOption, KOption, parse_groups
+from appliance.cli.common import print_json, settings_for_command, user_errors
+from appliance.errors import ConfigError
+from appliance.settings import Settings
+
+finetune_app = typer.Typer(
+    help="Fine-tune the local model on question/answer pairs: build data, train a LoRA adapter.",
+    no_args_is_help=True,
+)
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _local_model(settings: Settings) -> Path:
+    from appliance.services import resolve_llm_model
+
+    if getattr(settings, "llm_url", None):
+        raise ConfigError(
+            "fine-tuning adapts the local GGUF model, but APPLIANCE_LLM_URL points at an LLM "
+            "server: unset it (and set APPLIANCE_LLM_MODEL if the model is not the default)"
+        )
+    return resolve_llm_model(settings)
+
+
+@finetune_app.command("build-data")
+def build_data(
+    pairs: Annotated[Path, typer.Argument(help='JSONL: {"question", "answer", "sources"?}.')],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the training examples.")],
+    k: KOption = None,
+    groups: GroupsOption = "everyone",
+    keep_unsupported: Annotated[
+        bool,
+        typer.Option(
+            "--keep-unsupported",
+            help="Also keep pairs whose answer no retrieved passage contains (no citation).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Turn question/answer pairs into training examples built from the index.
+
+    Each question is searched as `ask` would (same k, groups and score threshold) and its
+    prompt built exactly as at question time; the target answer cites the passages that
+    contain the answer, the other passages stay as distractors. Pairs whose answer no
+    passage contains are listed and left out unless --keep-unsupported.
+    """
+    from appliance.finetune.data import build_examples, load_pairs, write_examples
+    from appliance.generation import LlamaCppGenerator
+    from appliance.retrieval import Retriever
+    from appliance.services import build_embedder, open_index
+
+    with user_errors():
+        settings = settings_for_command()
+        items = load_pairs(pairs)
+        readers = parse_groups(groups)
+        top_k = k or settings.top_k
+        generator = LlamaCppGenerator(
+            _local_model(settings),
+            context_size=settings.llm_context_size,
+            threads=settings.llm_threads,
+            prompt_mode=settings.llm_prompt_mode,
+            hash_cache=settings.models_dir / ".sha256-cache.json",
+        )
+        embedder = build_embedder(settings)
+        index = open_index(settings, embedder)
+        try:
+            retriever = Retriever(embedder, index.store)
+            report = build_examples(
+                items,
+                lambda question: retriever.search(question, readers, top_k),
+                generator,
+                score_threshold=settings.score_threshold,
+                max_tokens=settings.llm_max_tokens,
+                keep_unsupported=keep_unsupported,
+            )
+        finally:
+            index.close()
+        write_examples(report.examples, out)
+    summary: dict[str, Any] = {**report.to_json(), "out": str(out), "k": top_k}
+    if as_json:
+        print_json(summary)
+        return
+    _print_build_report(summary)
+
+
+def _print_build_report(summary: dict[str, Any]) -> None:
+    typer.echo(
+        f"{summary['examples']} examples written to {summary['out']} from {summary['pairs']} "
+        f"pairs ({summary['supported']} with cited passages, "
+        f"{summary['distractors_per_example']} distractors per example)"
+    )
+    for label, key in (
+        ("unsupported (no retrieved passage contains the answer)", "unsupported"),
+        ("nothing found (no passage above the score threshold)", "nothing_found"),
+        ("refused", "refused"),
+    ):
+        if summary[key]:
+            typer.echo(f"{len(summary[key])} {label}:", err=True)
+            for pair in summary[key]:
+                typer.echo(f"  {pair['id']}: {pair['question']}", err=True)
+
+
+@finetune_app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Argument(help="Training examples from `build-data`.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: adapter, manifest, checkpoints.")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 200,
+    rank: Annotated[int, typer.Option("--rank", min=1, max=256, help="LoRA rank.")] = 8,
+    alpha: Annotated[
+        int, typer.Option("--alpha", min=1, help="LoRA alpha: the update is scaled by alpha/rank.")
+    ] = 16,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Learning rate.")] = 2e-4,
+    dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9)] = 0.05,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples/step.")] = 1,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=16, help="Longer examples are skipped (tokens).")
+    ] = 2048,
+    save_every: Annotated[
+        int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")
+    ] = 50,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    name: Annotated[
+        str | None, typer.Option("--name", help="Adapter file name. Default: the --out folder's.")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Discard the checkpoints in --out and start over.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a LoRA adapter of the local model on the examples; write DIR/<name>.gguf.
+
+    The base GGUF (APPLIANCE_LLM_MODEL, or the default model) is dequantized into transformers
+    once and cached in <data_dir>/models. The loss is on the answer tokens only. Checkpoints go
+    to DIR/checkpoints; the same command again resumes from the latest. DIR/manifest.json
+    records the base model and data sha256, hyper-parameters, losses and timings. Serve the
+    adapter with APPLIANCE_LLM_ADAPTER=DIR/<name>.gguf or `ask --adapter`.
+    """
+    from appliance.finetune.run import TrainRequest, run_training
+    from appliance.finetune.train import Hyperparameters
+
+    with user_errors():
+        settings = settings_for_command()
+        adapter_name = name or out.resolve().name
+        if not NAME.match(adapter_name):
+            raise ConfigError(
+                f"--name {adapter_name!r}: use letters, digits, '.', '-' and '_' (or pass --name)"
+            )
+        if device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device {device!r}: use auto, cpu or cuda")
+        request = TrainRequest(
+            data=data,
+            out_dir=out,
+            name=adapter_name,
+            base_gguf=_local_model(settings),
+            models_dir=settings.models_dir,
+            hyperparameters=Hyperparameters(
+                steps=steps,
+                rank=rank,
+                alpha=alpha,
+                learning_rate=lr,
+                dropout=dropout,
+                batch_size=batch_size,
+                max_length=max_length,
+                save_every=save_every,
+                seed=seed,
+            ),
+            device=device,  # type: ignore[arg-type]
+            restart=restart,
+        )
+        manifest = run_training(request, _progress(quiet=as_json), _status(quiet=as_json))
+    if as_json:
+        print_json(manifest)
+        return
+    timings = manifest["timings"]
+    losses = manifest["losses"]
+    typer.echo(f"adapter:  {manifest['adapter']['path']}")
+    typer.echo(f"sha256:   {manifest['adapter']['sha256']}")
+    typer.echo(f"manifest: {out / 'manifest.json'}")
+    if losses:
+        typer.echo(f"loss:     {losses[0]['loss']} at step 1, {losses[-1]['loss']} at the end")
+    typer.echo(f"s/step:   {timings['seconds_per_step_mean']} on {manifest['device']}")
+
+
+def _status(quiet: bool) -> Any:
+    def say(message: str) -> None:
+        if not quiet:
+            typer.echo(message, err=True)
+
+    return say
+
+
+def _progress(quiet: bool) -> Any:
+    from appliance.cli.train_progress import LineTrainProgress, TrainProgressBar
+
+    if not quiet and sys.stderr.isatty():
+        return TrainProgressBar()
+    return LineTrainProgress(quiet=quiet)
+
+
+def adapter_status(settings: Settings) -> dict[str, str] | None:
+    """The configured adapter (APPLIANCE_LLM_ADAPTER) and its sha256, for `status`."""
+    from appliance.filehash import cached_sha256
+    from appliance.services import check_llm_files
+
+    if settings.llm_adapter is None:
+        return None
+    check_llm_files(settings)
+    path = settings.llm_adapter
+    sha256 = cached_sha256(path, settings.models_dir / ".sha256-cache.json")
+    return {"path": str(path.resolve()), "sha256": sha256}

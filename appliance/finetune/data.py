@@ -1,0 +1,255 @@
+"""Training examples from question/answer pairs: retrieval-augmented, with distractors.
+
+For each pair the question is searched in the appliance's own index exactly as at question
+time (same retriever, groups, k and score threshold) and the prompt is built by
+`appliance.prompting.build_prompt` with the serving model's tokenizer and context budget, so
+the model is trained on the very prompts it will see. The passages that contain the answer
+are cited in the target answer; the others stay in the prompt as distractors. A pair whose
+answer no numbered passage contains is unsupported: reported, and left out unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.domain import RetrievedPassage
+from appliance.errors import QuestionError
+from appliance.evaluation import normalize, source_matches
+from appliance.finetune import FinetuneError
+from appliance.generation import Generator
+from appliance.prompting import build_prompt
+
+Search = Callable[[str], Sequence[RetrievedPassage]]
+
+
+@dataclass(frozen=True)
+class QAPair:
+    id: str
+    question: str
+    answer: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: the inference prompt and the answer the model should give."""
+
+    id: str
+    question: str
+    answer: str
+    mode: str
+    prompt: str
+    completion: str
+    citations: tuple[int, ...]
+    passages: tuple[dict[str, Any], ...]
+
+    @property
+    def supported(self) -> bool:
+        return bool(self.citations)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "question": self.question,
+            "answer": self.answer,
+            "mode": self.mode,
+            "prompt": self.prompt,
+            "completion": self.completion,
+            "citations": list(self.citations),
+            "supported": self.supported,
+            "passages": list(self.passages),
+        }
+
+
+@dataclass
+class BuildReport:
+    pairs: int = 0
+    examples: list[Example] = field(default_factory=list)
+    unsupported: list[QAPair] = field(default_factory=list)
+    nothing_found: list[QAPair] = field(default_factory=list)
+    refused: list[tuple[QAPair, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        written = self.examples
+        distractors = sum(len(e.passages) - len(e.citations) for e in written)
+        return {
+            "pairs": self.pairs,
+            "examples": len(written),
+            "supported": sum(1 for e in written if e.supported),
+            "unsupported": [_pair_json(p) for p in self.unsupported],
+            "nothing_found": [_pair_json(p) for p in self.nothing_found],
+            "refused": [{**_pair_json(p), "error": error} for p, error in self.refused],
+            "distractors_per_example": round(distractors / len(written), 2) if written else 0.0,
+        }
+
+
+def _pair_json(pair: QAPair) -> dict[str, str]:
+    return {"id": pair.id, "question": pair.question, "answer": pair.answer}
+
+
+def load_pairs(path: Path) -> list[QAPair]:
+    """Read `{"question", "answer", "sources"?, "id"?}` lines; a bad line is named."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FinetuneError(f"cannot read the question/answer file {path}: {exc}") from None
+    pairs = [_parse_pair(path, n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    if not pairs:
+        raise FinetuneError(
+            f'{path} holds no pairs: write one JSON object per line, {{"question", "answer"}}'
+        )
+    return pairs
+
+
+def _parse_pair(path: Path, number: int, line: str) -> QAPair:
+    where = f"{path}:{number}"
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        raise FinetuneError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise FinetuneError(f"{where}: expected a JSON object")
+    for name in ("question", "answer"):
+        if not isinstance(data.get(name), str) or not data[name].strip():
+            raise FinetuneError(f"{where}: field '{name}' must be a non-empty string")
+    sources = data.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise FinetuneError(f"{where}: field 'sources' must be a list of strings")
+    pair_id = data.get("id", f"line-{number}")
+    return QAPair(str(pair_id), data["question"].strip(), data["answer"].strip(), tuple(sources))
+
+
+def supports(pair: QAPair, passage: RetrievedPassage) -> bool:
+    """The passage contains the answer (normalised text, final punctuation aside), and comes
+    from one of the pair's sources when the pair names any."""
+    if pair.sources and not any(source_matches(passage.source, s) for s in pair.sources):
+        return False
+    return normalize(pair.answer).rstrip(".!?") in normalize(passage.text)
+
+
+def cited_answer(answer: str, citations: Sequence[int]) -> str:
+    """The answer with its citations before the final punctuation: "It is X [2]." """
+    marks = "".join(f"[{n}]" for n in citations)
+    if not marks:
+        return answer
+    if answer[-1:] in ".!?":
+        return f"{answer[:-1].rstrip()} {marks}{answer[-1]}"
+    return f"{answer} {marks}"
+
+
+def build_examples(
+    pairs: Sequence[QAPair],
+    search: Search,
+    generator: Generator,
+    *,
+    score_threshold: float,
+    max_tokens: int,
+    keep_unsupported: bool = False,
+) -> BuildReport:
+    report = BuildReport(pairs=len(pairs))
+    for pair in pairs:
+        relevant = [p for p in search(pair.question) if p.score >= score_threshold]
+        if not relevant:  # at question time the model is not even asked
+            report.nothing_found.append(pair)
+            continue
+        try:
+            built = build_prompt(
+                pair.question,
+                relevant,
+                mode=generator.mode,
+                count_tokens=generator.count_tokens,
+                context_size=generator.context_size,
+                max_tokens=max_tokens,
+                sanitize=generator.sanitize,
+            )
+        except QuestionError as exc:
+            report.refused.append((pair, str(exc)))
+            continue
+        citations = tuple(
+            n for n, passage in enumerate(built.passages, start=1) if supports(pair, passage)
+        )
+        if not citations:
+            report.unsupported.append(pair)
+            if not keep_unsupported:
+                continue
+        target = cited_answer(pair.answer, citations)
+        report.examples.append(
+            Example(
+                id=pair.id,
+                question=pair.question,
+                answer=pair.answer,
+                mode=built.prompt.mode,
+                prompt=built.prompt.text,
+                # A completion prompt ends with "Answer:"; the model writes " It ...".
+                completion=f" {target}" if built.prompt.mode == "completion" else target,
+                citations=citations,
+                passages=tuple(
+                    _passage_json(n, p, n in citations)
+                    for n, p in enumerate(built.passages, start=1)
+                ),
+            )
+        )
+    return report
+
+
+def _passage_json(n: int, passage: RetrievedPassage, cited: bool) -> dict[str, Any]:
+    return {
+        "n": n,
+        "chunk_id": passage.chunk_id,
+        "source": passage.source,
+        "score": round(passage.score, 4),
+        "cited": cited,
+    }
+
+
+def write_examples(examples: Sequence[Example], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        for example in examples:
+            handle.write(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
+    temporary.replace(out)
+
+
+def load_examples(path: Path) -> list[Example]:
+    """Read a file written by `build-data`; a bad line is named."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FinetuneError(f"cannot read the training file {path}: {exc}") from None
+    examples = [_parse_example(path, n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if not examples:
+        raise FinetuneError(
+            f"{path} holds no examples: make it with `appliance finetune build-data`"
+        )
+    return examples
+
+
+def _parse_example(path: Path, number: int, line: str) -> Example:
+    try:
+        data = json.loads(line)
+        mode = data["mode"]
+        if mode not in ("completion", "chat"):
+            raise ValueError(f"mode must be completion or chat, not {mode!r}")
+        for name in ("prompt", "completion"):
+            if not isinstance(data[name], str) or not data[name].strip():
+                raise ValueError(f"'{name}' must be a non-empty string")
+        return Example(
+            id=str(data.get("id", f"line-{number}")),
+            question=str(data.get("question", "")),
+            answer=str(data.get("answer", "")),
+            mode=mode,
+            prompt=data["prompt"],
+            completion=data["completion"],
+            citations=tuple(int(n) for n in data.get("citations", [])),
+            passages=tuple(data.get("passages", [])),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FinetuneError(
+            f"{path}:{number}: not a training example ({exc}); make the file with "
+            "`appliance finetune build-data`"
+        ) from None
