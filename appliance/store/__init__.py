@@ -65,3 +65,18 @@ class VectorStore(Protocol):
         """Make every write so far durable."""
 
     def close(self) -> None: ...
+
+
+def scored_passage(point: Any) -> RetrievedPassage:
+    """A search hit of either backend (both name its id, payload and score alike)."""
+    payload = dict(point.payload or {})
+    return RetrievedPassage(
+        chunk_id=str(point.id),
+        doc_id=str(payload.get("doc_id", "")),
+        source=str(payload.get("source", "")),
+        position=int(payload.get("position", 0)),
+        text=str(payload.get("text", "")),
+        score=float(point.score),
+        page=payload.get("page"),
+        section=payload.get("section"),
+    )

@@ -13,7 +13,13 @@ import qdrant_edge as qe
 
 from appliance.domain import IndexedChunk, RetrievedPassage
 from appliance.errors import DimensionMismatchError, StoreError
-from appliance.store import INTEGER_FIELDS, KEYWORD_FIELDS, CollectionMeta, StoreInfo
+from appliance.store import (
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    CollectionMeta,
+    StoreInfo,
+    scored_passage,
+)
 from appliance.store.lock import OwnerLock
 
 log = logging.getLogger(__name__)
@@ -60,18 +66,6 @@ def _write_collection_meta(root: Path, collection: str, meta: dict[str, Any]) ->
     temporary.replace(target)
 
 
-def _passage(point: Any) -> RetrievedPassage:
-    payload = dict(point.payload or {})
-    return RetrievedPassage(
-        chunk_id=str(point.id),
-        doc_id=str(payload.get("doc_id", "")),
-        source=str(payload.get("source", "")),
-        position=int(payload.get("position", 0)),
-        text=str(payload.get("text", "")),
-        score=float(point.score),
-        page=payload.get("page"),
-        section=payload.get("section"),
-    )
 
 
 class EdgeStore:
@@ -217,7 +211,7 @@ class EdgeStore:
                 params=qe.SearchParams(exact=True),
             )
         )
-        return [_passage(point) for point in points]
+        return [scored_passage(point) for point in points]
 
     def iter_payloads(self, page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's id and payload, in id order."""

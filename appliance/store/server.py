@@ -21,7 +21,13 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from appliance.domain import IndexedChunk, RetrievedPassage
 from appliance.errors import ApplianceError, DimensionMismatchError, StoreError
-from appliance.store import INTEGER_FIELDS, KEYWORD_FIELDS, CollectionMeta, StoreInfo
+from appliance.store import (
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    CollectionMeta,
+    StoreInfo,
+    scored_passage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,18 +135,6 @@ def _filter(source: str | None = None, doc_id: str | None = None) -> models.Filt
     return models.Filter(must=must) if must else None
 
 
-def _passage(point: models.ScoredPoint) -> RetrievedPassage:
-    payload = dict(point.payload or {})
-    return RetrievedPassage(
-        chunk_id=str(point.id),
-        doc_id=str(payload.get("doc_id", "")),
-        source=str(payload.get("source", "")),
-        position=int(payload.get("position", 0)),
-        text=str(payload.get("text", "")),
-        score=float(point.score),
-        page=payload.get("page"),
-        section=payload.get("section"),
-    )
 
 
 def _inspect(client: QdrantClient, collection: str) -> models.CollectionInfo | None:
@@ -333,7 +327,7 @@ class QdrantServerStore:
                 with_payload=True,
                 search_params=models.SearchParams(exact=True),
             )
-        return [_passage(point) for point in response.points]
+        return [scored_passage(point) for point in response.points]
 
     def iter_payloads(self, page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's id and payload, in id order."""
