@@ -61,21 +61,36 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     return questions
 
 
-def _parse_line(path: Path, number: int, line: str) -> EvalQuestion:
-    where = f"{path}:{number}"
+def json_object_line(
+    where: str,
+    line: str,
+    error: type[ApplianceError],
+    texts: Sequence[str] = (),
+    text_lists: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One JSONL line as an object whose `texts` fields are non-empty strings and whose
+    `text_lists` fields, when present, are lists of strings; else `error` naming `where`."""
     try:
         data = json.loads(line)
     except ValueError as exc:
-        raise EvalSetError(f"{where}: not valid JSON ({exc})") from None
+        raise error(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise EvalSetError(f"{where}: expected a JSON object")
-    for name in ("id", "question"):
+        raise error(f"{where}: expected a JSON object")
+    for name in texts:
         if not isinstance(data.get(name), str) or not data[name].strip():
-            raise EvalSetError(f"{where}: field '{name}' must be a non-empty string")
-    for name in ("alternatives", "sources"):
+            raise error(f"{where}: field '{name}' must be a non-empty string")
+    for name in text_lists:
         value = data.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise EvalSetError(f"{where}: field '{name}' must be a list of strings")
+            raise error(f"{where}: field '{name}' must be a list of strings")
+    return data
+
+
+def _parse_line(path: Path, number: int, line: str) -> EvalQuestion:
+    where = f"{path}:{number}"
+    data = json_object_line(
+        where, line, EvalSetError, ("id", "question"), ("alternatives", "sources")
+    )
     answer = data.get("answer")
     if answer is not None and not isinstance(answer, str):
         raise EvalSetError(f"{where}: field 'answer' must be a string")

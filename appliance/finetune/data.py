@@ -18,7 +18,7 @@ from typing import Any
 
 from appliance.domain import RetrievedPassage
 from appliance.errors import QuestionError
-from appliance.evaluation import normalize, source_matches
+from appliance.evaluation import json_object_line, normalize, source_matches
 from appliance.finetune import FinetuneError
 from appliance.generation import Generator
 from appliance.prompting import build_prompt
@@ -106,19 +106,10 @@ def load_pairs(path: Path) -> list[QAPair]:
 
 
 def _parse_pair(path: Path, number: int, line: str) -> QAPair:
-    where = f"{path}:{number}"
-    try:
-        data = json.loads(line)
-    except ValueError as exc:
-        raise FinetuneError(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise FinetuneError(f"{where}: expected a JSON object")
-    for name in ("question", "answer"):
-        if not isinstance(data.get(name), str) or not data[name].strip():
-            raise FinetuneError(f"{where}: field '{name}' must be a non-empty string")
+    data = json_object_line(
+        f"{path}:{number}", line, FinetuneError, ("question", "answer"), ("sources",)
+    )
     sources = data.get("sources", [])
-    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-        raise FinetuneError(f"{where}: field 'sources' must be a list of strings")
     pair_id = data.get("id", f"line-{number}")
     return QAPair(str(pair_id), data["question"].strip(), data["answer"].strip(), tuple(sources))
 

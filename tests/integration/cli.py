@@ -47,6 +47,11 @@ def index_snapshot(data_dir: Path) -> dict[str, tuple[Any, ...]]:
     meta = read_collection_meta(root, "documents")
     assert meta is not None
     store = EdgeStore.open(root, "documents", int(meta["dimension"]), str(meta["embed_model"]))
+    return chunk_rows(store)
+
+
+def chunk_rows(store: Any) -> dict[str, tuple[Any, ...]]:
+    """Every chunk of an open store (closed afterwards), by point id, without ingestion time."""
     try:
         return {
             point_id: (

@@ -17,7 +17,14 @@ import pytest
 from qdrant_client import QdrantClient
 
 from appliance.store.server import QdrantServerStore, read_meta
-from tests.integration.cli import cli_env, command, index_snapshot, run_cli, run_json
+from tests.integration.cli import (
+    chunk_rows,
+    cli_env,
+    command,
+    index_snapshot,
+    run_cli,
+    run_json,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -99,21 +106,7 @@ class Backend:
         store = QdrantServerStore.open(
             client, "documents", meta.dimension, meta.embed_model, location="local"
         )
-        try:
-            return {
-                point_id: (
-                    p["doc_id"],
-                    p["source"],
-                    p["position"],
-                    p["text"],
-                    tuple(p["acl"]),
-                    p["page"],
-                    p["section"],
-                )
-                for point_id, p in store.iter_payloads()
-            }
-        finally:
-            store.close()
+        return chunk_rows(store)
 
 
 def kill_when(backend: Backend, data: Path, docs: Path, ready: Callable[[], bool]) -> None:
