@@ -9,10 +9,23 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install models run browser compose test lint typecheck unit bench clean
 
+# llama.cpp is compiled here for this CPU, except for its AMX kernels: on Xeons with AMX
+# tiles they crash (SIGSEGV in ggml_backend_amx_mul_mat at the first prompt of more than one
+# token, seen with llama-cpp-python 0.3.36). Built without pip's wheel cache, which may hold a
+# build made without these flags; once per virtualenv.
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_STAMP := $(VENV)/.llama-cpp-0.3.36
+
+$(LLAMA_STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	CMAKE_ARGS="-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'" \
+		$(PIP) install --no-cache-dir '$(LLAMA_CPP)'
+	touch $(LLAMA_STAMP)
+
 # torch first, from the CPU wheel on this machine's disk: with it installed, the project's
 # torch range is already met and no resolver pulls a CUDA build.
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(STAMP): pyproject.toml $(LLAMA_STAMP)
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[dev]'
 	touch $(STAMP)
