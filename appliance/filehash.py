@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
 
 
+def hash_cache_path(models_dir: Path) -> Path:
+    """Where the sha256 of the model files in models_dir are remembered."""
+    return models_dir / ".sha256-cache.json"
+
+
 def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

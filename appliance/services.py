@@ -16,10 +16,11 @@ from appliance.embedding import (
     model_display_name,
 )
 from appliance.errors import ConfigError, ModelError
+from appliance.filehash import hash_cache_path
 from appliance.gate import ModelGate
 from appliance.generation import Generator
 from appliance.manifest import Manifest
-from appliance.models import default_llm_path, prepare_default_llm, resolve_embed_model
+from appliance.models import known_model, resolve_embed_model, resolve_llm
 from appliance.rag import AnswerPolicy, Assistant
 from appliance.retrieval import Retriever
 from appliance.settings import Settings
@@ -120,12 +121,9 @@ def _lock_data_dir(settings: Settings) -> OwnerLock:
 
 
 def resolve_llm_model(settings: Settings) -> Path:
-    """The configured GGUF, or the default one (assembled from its package on first use).
-    Only for the in-process model: with APPLIANCE_LLM_URL no local GGUF is needed."""
-    if settings.llm_model is not None:
-        return settings.llm_model
-    path = default_llm_path(settings.models_dir)
-    return path if path.is_file() else prepare_default_llm(settings.models_dir)
+    """The configured GGUF, or the known (default) model, joined from its packages on first
+    use. Only for the in-process model: with APPLIANCE_LLM_URL no local GGUF is needed."""
+    return resolve_llm(settings.llm_model, settings.models_dir)
 
 
 def check_llm_files(settings: Settings) -> None:
@@ -138,9 +136,12 @@ def check_llm_files(settings: Settings) -> None:
                 "server, which loads its own adapters: unset one of the two"
             )
         return
-    for name, path in (("LLM_MODEL", settings.llm_model), ("LLM_ADAPTER", settings.llm_adapter)):
-        if path is not None and not path.is_file():
-            raise ModelError(f"APPLIANCE_{name}={path} is not a file: point it at a .gguf file")
+    model = settings.llm_model
+    if model is not None and known_model(model) is None and not Path(model).is_file():
+        resolve_llm(model, settings.models_dir)  # raises the error that names the choices
+    adapter = settings.llm_adapter
+    if adapter is not None and not adapter.is_file():
+        raise ModelError(f"APPLIANCE_LLM_ADAPTER={adapter} is not a file: point it at a .gguf file")
 
 
 def remote_config(settings: Settings) -> RemoteConfig:
@@ -175,7 +176,7 @@ def build_generator(settings: Settings) -> Generator:
         gpu_layers=settings.llm_gpu_layers,
         temperature=settings.llm_temperature,
         prompt_mode=settings.llm_prompt_mode,
-        hash_cache=settings.models_dir / ".sha256-cache.json",
+        hash_cache=hash_cache_path(settings.models_dir),
     )
 
 

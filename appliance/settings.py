@@ -6,7 +6,7 @@ Precedence (highest first): keyword arguments, environment, `.env`, YAML file, d
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -92,10 +92,11 @@ class Settings(BaseSettings):
     parse_timeout_s: float = Field(
         120, gt=0, description="Longest time one file may take to parse before it is given up."
     )
-    llm_model: Path | None = Field(
+    llm_model: str | None = Field(
         None,
-        description="GGUF model file that answers questions. Default: Gemma 3 270M Q4_K_M, "
-        "prepared in <data_dir>/models by `appliance models prepare`.",
+        description="The model that answers questions: a GGUF file's path, or the name of a "
+        "known model (`appliance models list`), prepared in the models folder on first use. "
+        "Default: qwen2.5-coder-1.5b (Qwen2.5-Coder-1.5B-Instruct Q4_K_M).",
     )
     llm_adapter: Path | None = Field(
         None, description="GGUF LoRA adapter loaded on top of the model (see `finetune`)."
@@ -106,10 +107,13 @@ class Settings(BaseSettings):
         "prompt (base models).",
     )
     llm_context_size: int = Field(
-        2048, ge=512, le=131072, description="Context window in tokens (prompt + answer)."
+        4096, ge=512, le=131072, description="Context window in tokens (prompt + answer)."
     )
     llm_threads: int | None = Field(
-        None, ge=1, description="CPU threads for generation. Default: all cores."
+        None,
+        ge=1,
+        description="CPU threads for the local model. Default: chosen before each answer, "
+        "one per core that no other process is busy on.",
     )
     llm_gpu_layers: int = Field(
         0, ge=-1, description="Layers offloaded to the GPU (-1: all; needs a CUDA build)."
@@ -144,7 +148,7 @@ class Settings(BaseSettings):
         description="Longest wait for APPLIANCE_LLM_URL: to connect, to answer a request, or "
         "between two pieces of a streamed answer.",
     )
-    top_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
+    top_k: int = Field(7, ge=1, le=50, description="Passages retrieved per question.")
     score_threshold: float = Field(
         0.3,
         ge=-1.0,
@@ -223,6 +227,15 @@ class Settings(BaseSettings):
     @classmethod
     def _dotted_lowercase(cls, value: list[str]) -> list[str]:
         return [v.lower() if v.startswith(".") else f".{v.lower()}" for v in value]
+
+    @field_validator("llm_model", mode="before")
+    @classmethod
+    def _model_name_or_path(cls, value: Any) -> Any:
+        if isinstance(value, PurePath):
+            return str(value)
+        if isinstance(value, str) and not value.strip():
+            return None  # `APPLIANCE_LLM_MODEL=` in a compose file means "the default"
+        return value
 
     @field_validator("llm_url")
     @classmethod

@@ -55,6 +55,7 @@ def build_data(
     contain the answer, the other passages stay as distractors. Pairs whose answer no
     passage contains are listed and left out unless --keep-unsupported.
     """
+    from appliance.filehash import hash_cache_path
     from appliance.finetune.data import build_examples, load_pairs, write_examples
     from appliance.generation import LlamaCppGenerator
     from appliance.retrieval import Retriever
@@ -70,7 +71,7 @@ def build_data(
             context_size=settings.llm_context_size,
             threads=settings.llm_threads,
             prompt_mode=settings.llm_prompt_mode,
-            hash_cache=settings.models_dir / ".sha256-cache.json",
+            hash_cache=hash_cache_path(settings.models_dir),
         )
         embedder = build_embedder(settings)
         index = open_index(settings, embedder)
@@ -211,12 +212,12 @@ def _progress(quiet: bool) -> Any:
 
 def adapter_status(settings: Settings) -> dict[str, str] | None:
     """The configured adapter (APPLIANCE_LLM_ADAPTER) and its sha256, for `status`."""
-    from appliance.filehash import cached_sha256
+    from appliance.filehash import cached_sha256, hash_cache_path
     from appliance.services import check_llm_files
 
     if settings.llm_adapter is None:
         return None
     check_llm_files(settings)
     path = settings.llm_adapter
-    sha256 = cached_sha256(path, settings.models_dir / ".sha256-cache.json")
+    sha256 = cached_sha256(path, hash_cache_path(settings.models_dir))
     return {"path": str(path.resolve()), "sha256": sha256}

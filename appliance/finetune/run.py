@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ModelError
-from appliance.filehash import cached_sha256, sha256_of_file
+from appliance.filehash import cached_sha256, hash_cache_path, sha256_of_file
 from appliance.finetune import FinetuneError
 from appliance.finetune.base_model import prepare_base
 from appliance.finetune.data import load_examples
@@ -52,7 +52,7 @@ def run_training(
     hp = request.hyperparameters
     examples = load_examples(request.data)
     data_sha256 = sha256_of_file(request.data)
-    hash_cache = request.models_dir / ".sha256-cache.json"
+    hash_cache = hash_cache_path(request.models_dir)
     base_sha256 = cached_sha256(request.base_gguf, hash_cache)
     checkpoints = request.out_dir / CHECKPOINTS
     if request.restart:

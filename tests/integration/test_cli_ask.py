@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.models import prepare_default_llm
+from appliance.models import GEMMA_3_270M, prepare_llm
 from tests.integration.cli import run_cli, run_json
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,7 @@ SECRET = "The merger with Northwind closes in May; its codename is PELICAN."
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare_default_llm(tmp_path_factory.mktemp("models"))
+    return prepare_llm(GEMMA_3_270M, tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

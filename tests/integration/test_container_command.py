@@ -124,7 +124,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("container")
     final = dockerfile_stages()[-1]
     prepare = next(run for run in final.all("RUN") if "appliance models prepare" in run)
-    match = re.search(r"(APPLIANCE_DATA_DIR=\S+) (appliance models prepare)", prepare)
+    match = re.search(r"(APPLIANCE_DATA_DIR=\S+) (appliance models prepare[^&\\\n]*)", prepare)
     assert match, prepare
     name, _, data_dir = match.group(1).partition("=")
     env = {**final.env(), name: moved(data_dir, root), "PATH": os.environ["PATH"]}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from appliance.finetune.gguf_adapter import read_adapter
-from appliance.models import prepare_default_llm
+from appliance.models import GEMMA_3_270M, prepare_llm
 from tests.integration.cli import cli_env, command, run_cli, run_json
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("finetune")
-    model = prepare_default_llm(root / "models")
+    model = prepare_llm(GEMMA_3_270M, root / "models")
     docs = root / "docs"
     docs.mkdir()
     for name, text in DOCS.items():

@@ -3,14 +3,14 @@
 import pytest
 
 from appliance.generation import LlamaCppGenerator, Prompt
-from appliance.models import prepare_default_llm
+from appliance.models import GEMMA_3_270M, prepare_llm
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory: pytest.TempPathFactory) -> LlamaCppGenerator:
-    model = prepare_default_llm(tmp_path_factory.mktemp("models"))
+    model = prepare_llm(GEMMA_3_270M, tmp_path_factory.mktemp("models"))
     return LlamaCppGenerator(model, context_size=512)
 
 

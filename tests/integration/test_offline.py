@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from appliance.models import prepare_default_llm
+from appliance.models import GEMMA_3_270M, prepare_llm
 from tests.integration.cli import cli_env
 from tests.integration.web_server import SAMPLES, create_users
 
@@ -124,7 +124,7 @@ def create_namespace() -> str:
 @pytest.fixture(scope="module")
 def namespace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Namespace]:
     root = tmp_path_factory.mktemp("offline")
-    model = prepare_default_llm(root / "models")
+    model = prepare_llm(GEMMA_3_270M, root / "models")
     name = create_namespace()
     env = cli_env(
         root / "data", APPLIANCE_LLM_MODEL=str(model), NETWORK_LOG=str(root / "network.jsonl")

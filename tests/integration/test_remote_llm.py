@@ -16,7 +16,7 @@ import pytest
 
 from appliance.audit import AuditLog
 from appliance.audit.records import entry_to_dict
-from appliance.models import default_llm_path, prepare_default_llm
+from appliance.models import GEMMA_3_270M, prepare_llm
 from tests.integration.cli import cli_env, run_json
 from tests.integration.llm_server import LlamaServer, start_llama_server
 from tests.integration.web_server import SAMPLES, WebServer, create_users, ingest
@@ -29,7 +29,7 @@ QUESTION = "When is the office open?"
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare_default_llm(tmp_path_factory.mktemp("models"))
+    return prepare_llm(GEMMA_3_270M, tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_the_remote_backend_answers_and_audits_like_the_in_process_model(
     assert without_model(remote_entry) == without_model(local_entry)
     assert remote_entry["model"]["backend"] == "openai-compatible"
     assert remote_entry["model"]["url"] == llm_server.url
-    assert not default_llm_path(data / "models").exists()  # no local GGUF was prepared
+    assert not list((data / "models").glob("*.gguf"))  # no local GGUF was prepared
 
 
 @pytest.fixture(scope="module")

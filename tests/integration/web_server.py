@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from appliance.auth import Role, UserStore
-from appliance.models import prepare_default_llm
+from appliance.models import GEMMA_3_270M, prepare_llm
 from tests.integration.cli import cli_env, command, run_cli
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -208,7 +208,7 @@ def prepare(
     secret_path = root / "board" / "board-minutes.txt"
     secret_path.parent.mkdir()
     secret_path.write_text(SECRET_TEXT, encoding="utf-8")
-    model = model if model is not None else prepare_default_llm(root / "models")
+    model = model if model is not None else prepare_llm(GEMMA_3_270M, root / "models")
     ingest(data_dir, docs_dir, "everyone")
     if with_secret:
         ingest(data_dir, secret_path.parent, "board")
