@@ -9,6 +9,7 @@ from typing import Any
 from appliance.audit import Outcome
 from appliance.domain import RetrievedPassage
 from appliance.generation import ModelIdentity
+from appliance.verification import SentenceCheck
 
 NO_MODEL = ModelIdentity(path=None, sha256=None)  # no model was needed (nothing found...)
 
@@ -79,6 +80,12 @@ class Answer:
     timings: Timings
     # Every passage the search returned (top k, before the threshold and the context fit).
     retrieved: tuple[RetrievedPassage, ...] = ()
+    # Each sentence the model wrote, checked against the passages it cites.
+    sentences: tuple[SentenceCheck, ...] = ()
+
+    @property
+    def unsupported_sentences(self) -> int:
+        return sum(1 for check in self.sentences if check.supported is False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +97,7 @@ class Answer:
             "model": (self.model or NO_MODEL).to_json(),
             "audit_id": self.audit_id,
             "timings": self.timings.to_json(),
+            "sentences": [check.to_json() for check in self.sentences],
         }
 
 
@@ -106,12 +114,23 @@ class Token:
 
 
 @dataclass(frozen=True)
+class Sentence:
+    """A finished sentence of the answer, checked against the passages it cites.
+
+    Sentences are released only once the answer has a supported sentence: an answer with none
+    is never shown, on any channel; its Finished event carries a message instead.
+    """
+
+    check: SentenceCheck
+
+
+@dataclass(frozen=True)
 class Finished:
     """Last event: the recorded answer. A stream that raises instead has no valid answer."""
 
     answer: Answer
 
 
-Event = SourcesFound | Token | Finished
+Event = SourcesFound | Token | Sentence | Finished
 # What `Assistant.stream` returns; closing it early releases the model and is recorded.
 EventStream = Generator[Event, None, None]

@@ -1,9 +1,15 @@
-"""Question sets and their scores: hit@k, MRR, answer accuracy, citations, latency.
+"""Question sets and their scores: hit@k, MRR, answer accuracy, citations, declines, latency.
 
 Definitions follow ../shared/evals/python311/README.md: text is normalised by lowercasing and
 collapsing whitespace; a passage is a hit when its source file is one of the question's
 sources and its text contains the answer or an alternative; an answer is correct when its
 text contains one of them.
+
+A question with no answer and no alternatives is unanswerable (no document holds the answer):
+it scores right when the appliance declines (nothing found, the model found no answer, or no
+sentence of its answer was supported). Both kinds of error are counted: answers given to
+unanswerable questions, and declines of answerable ones although a passage the model was
+given held the answer.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ class EvalQuestion:
     alternatives: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     kind: str | None = None
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.targets)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -128,6 +138,20 @@ def is_correct(question: EvalQuestion, answer: Answer) -> bool:
     return any(target in text for target in question.targets)
 
 
+DECLINED = ("nothing-found", "no-answer", "unsupported")
+
+
+def declined(answer: Answer) -> bool:
+    return answer.outcome in DECLINED
+
+
+def answer_was_shown(question: EvalQuestion, answer: Answer) -> bool:
+    """A passage the model was given (a numbered source) holds the answer."""
+    return any(
+        any(t in normalize(s.passage.text) for t in question.targets) for s in answer.sources
+    )
+
+
 def cited_supporting(question: EvalQuestion, answer: Answer) -> tuple[int, int]:
     """(cited passages containing a target, cited passages)."""
     cited = [s for s in answer.sources if s.n in answer.citations]
@@ -148,12 +172,25 @@ class Scoreboard:
     with_citation: int = 0
     cited_good: int = 0
     cited_total: int = 0
+    answerable: int = 0
+    declined: int = 0
+    declined_answer_shown: int = 0
+    unanswerable: int = 0
+    unanswerable_declined: int = 0
+    sentences: int = 0
+    sentences_supported: int = 0
     total_ms: list[float] = field(default_factory=list)
     first_token_ms: list[float] = field(default_factory=list)
     tokens_per_s: list[float] = field(default_factory=list)
 
     def add(self, question: EvalQuestion, answer: Answer) -> dict[str, Any]:
         self.questions += 1
+        self._add_timings(answer)
+        if not question.answerable:
+            self.unanswerable += 1
+            self.unanswerable_declined += int(declined(answer))
+            return {"hit_rank": None, "correct": declined(answer) if self.generated else None}
+        self.answerable += 1
         rank = first_hit_rank(question, answer)
         if rank is not None and rank <= self.k:
             self.hits += 1
@@ -163,16 +200,24 @@ class Scoreboard:
         if answer.answer is not None:
             self.answered += 1
             self.with_citation += int(bool(answer.citations))
+        if self.generated and declined(answer):
+            self.declined += 1
+            self.declined_answer_shown += int(answer_was_shown(question, answer))
+        self.sentences += sum(1 for c in answer.sentences if c.supported is not None)
+        self.sentences_supported += sum(1 for c in answer.sentences if c.supported)
         good, cited = cited_supporting(question, answer)
         self.cited_good += good
         self.cited_total += cited
-        self._add_timings(answer)
         return {"hit_rank": rank, "correct": correct if self.generated else None}
 
-    def add_failure(self) -> None:
+    def add_failure(self, question: EvalQuestion) -> None:
         """A question that got an error instead of an answer: it scores 0 everywhere."""
         self.questions += 1
         self.failures += 1
+        if question.answerable:
+            self.answerable += 1
+        else:
+            self.unanswerable += 1
 
     def _add_timings(self, answer: Answer) -> None:
         self.total_ms.append(answer.timings.total_ms)
@@ -182,9 +227,9 @@ class Scoreboard:
             self.tokens_per_s.append(answer.timings.tokens_per_s)
 
     def summary(self) -> dict[str, Any]:
-        n = max(self.questions, 1)
+        n = max(self.answerable, 1)
         generated = self.generated
-        return {
+        result: dict[str, Any] = {
             "questions": self.questions,
             "failures": self.failures,
             "k": self.k,
@@ -203,6 +248,15 @@ class Scoreboard:
                 else None
             ),
         }
+        if generated:
+            result["supported_sentences"] = _ratio(self.sentences_supported, self.sentences)
+            result["declined"] = {
+                "answerable": self.declined,
+                "answerable_with_answer_in_passages": self.declined_answer_shown,
+                "unanswerable": self.unanswerable_declined,
+                "unanswerable_questions": self.unanswerable,
+            }
+        return result
 
 
 def _ratio(part: int, whole: int) -> float | None:

@@ -6,14 +6,17 @@ import ctypes
 import hashlib
 import json
 import logging
+import math
+import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from appliance.errors import ModelError
-from appliance.filehash import cached_sha256
+from appliance.filehash import cached_sha256, hash_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +59,21 @@ class ModelIdentity:
 
 @dataclass(frozen=True)
 class Prompt:
-    """What the model is given: a completion text, or one user turn for a chat template."""
+    """What the model is given: a completion text, or chat turns for the model's template.
+
+    In chat mode `text` is the last user turn and `preamble` the (role, content) turns before
+    it: system rules and worked examples. They come first and never vary, so llama.cpp keeps
+    them evaluated from one question to the next.
+    """
 
     mode: PromptMode
     text: str
     stop: tuple[str, ...] = field(default_factory=tuple)
+    preamble: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def messages(self) -> list[dict[str, str]]:
-        # Some chat templates (Gemma's) know no system role: instructions go in the user turn.
-        return [{"role": "user", "content": self.text}]
+        turns = [{"role": role, "content": content} for role, content in self.preamble]
+        return [*turns, {"role": "user", "content": self.text}]
 
     def sha256(self) -> str:
         rendered = self.text if self.mode == "completion" else json.dumps(self.messages())
@@ -117,8 +126,53 @@ def detect_mode(metadata: dict[str, str], configured: str) -> PromptMode:
     return "chat" if metadata.get("tokenizer.chat_template") else "completion"
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def idle_cores(sample_s: float = 0.05) -> float | None:
+    """How many cores no process used over the last `sample_s` seconds (Linux), else None."""
+
+    def read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as stat:
+                fields = [int(v) for v in stat.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    first = read()
+    time.sleep(sample_s)
+    second = read()
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    idle = (second[0] - first[0]) / (second[1] - first[1])
+    return idle * (os.cpu_count() or 1)
+
+
+def threads_for_now(cores: int, idle: float | None) -> int:
+    """Threads llama.cpp should use now: one per core nobody else is busy on.
+
+    Measured on 2 cores (Qwen2.5-Coder-1.5B Q4_K_M): idle, 2 threads generate 14 tokens/s and
+    1 thread 7.7; with another process busy on one core, 2 threads collapse to 1-2 tokens/s
+    (their threads wait for each other) while 1 thread keeps 7.7, and reading the prompt is
+    faster with 1 thread too (58 against 41-50 tokens/s).
+    """
+    if idle is None:
+        return max(cores - 1, 1)
+    return max(1, min(cores, math.floor(idle + 0.25)))
+
+
 class LlamaCppGenerator:
-    """One in-process llama.cpp model. Not thread-safe: callers serialise through a gate."""
+    """One in-process llama.cpp model. Not thread-safe: callers serialise through a gate.
+
+    Threads: fixed when `threads` is given; otherwise chosen before each answer from the
+    cores that are idle at that moment (`threads_for_now`), so that an answer stays fast
+    while ingestion or another program keeps a core busy.
+    """
 
     def __init__(
         self,
@@ -135,7 +189,7 @@ class LlamaCppGenerator:
         _check_file(model_path, "APPLIANCE_LLM_MODEL")
         if adapter_path is not None:
             _check_file(adapter_path, "APPLIANCE_LLM_ADAPTER")
-        cache = hash_cache or model_path.parent / ".sha256-cache.json"
+        cache = hash_cache or hash_cache_path(model_path.parent)
         self._identity = ModelIdentity(
             path=str(model_path.resolve()),
             sha256=cached_sha256(model_path, cache),
@@ -144,6 +198,7 @@ class LlamaCppGenerator:
             backend=LOCAL_BACKEND,
         )
         self._temperature = temperature
+        self._fixed_threads = threads
         self._control_spellings: dict[str, bool] = {}
         self._llm = _load(model_path, adapter_path, context_size, threads, gpu_layers)
         self._mode = detect_mode(dict(self._llm.metadata), prompt_mode)
@@ -189,6 +244,7 @@ class LlamaCppGenerator:
         return candidate.translate(DEFANG)
 
     def stream(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
+        self._pick_threads()
         try:
             if prompt.mode == "chat":
                 yield from self._stream_chat(prompt, max_tokens)
@@ -196,6 +252,15 @@ class LlamaCppGenerator:
                 yield from self._stream_completion(prompt, max_tokens)
         except ValueError as exc:  # llama-cpp-python reports context overflows this way
             raise ModelError(f"the model could not answer: {exc}") from None
+
+    def _pick_threads(self) -> None:
+        if self._fixed_threads is not None:
+            return
+        import llama_cpp
+
+        threads = threads_for_now(usable_cores(), idle_cores())
+        llama_cpp.llama_set_n_threads(self._llm.ctx, threads, threads)
+        log.debug("event=llm_threads threads=%d", threads)
 
     def _stream_completion(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
         for chunk in self._llm.create_completion(
@@ -243,7 +308,9 @@ def _load(
             lora_path=str(adapter_path) if adapter_path else None,
             n_ctx=context_size,
             n_threads=threads,
+            n_threads_batch=threads,
             n_gpu_layers=gpu_layers,
+            flash_attn=True,  # reads a 2,000-token prompt 10 % faster on 2 CPU cores
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:

@@ -19,6 +19,7 @@ from appliance.answers import (
     EventStream,
     Finished,
     Question,
+    Sentence,
     Source,
     SourcesFound,
     Timings,
@@ -36,12 +37,28 @@ from appliance.prompting import (
     without_repetition,
 )
 from appliance.retrieval import Retriever
+from appliance.verification import (
+    CitedText,
+    SentenceCheck,
+    SentenceRelease,
+    any_supported,
+    is_refusal,
+    uncovered_subject,
+)
 
 log = logging.getLogger(__name__)
 
 NOTHING_FOUND = (
     "No passage in the documents you can read answers this question, so I will not guess. "
     "Try other words, or ask an administrator whether the document is indexed."
+)
+NO_ANSWER = (
+    "The documents you can read do not answer this question: the passages found are listed, "
+    "but none of them holds the answer."
+)
+UNSUPPORTED = (
+    "No answer is shown: the model's answer is not supported by the passages it cites. "
+    "The passages found are listed; try asking in other words."
 )
 MAX_QUESTION_CHARS = 4000
 MAX_K = 50
@@ -116,6 +133,14 @@ class Assistant:
             yield SourcesFound(sources)
             yield Finished(answer)
             return
+        absent = uncovered_subject(question.search_text, [p.text for p in run.relevant])
+        if absent:
+            sources = run.number(run.relevant)
+            message = not_covered(absent)
+            answer = run.finish("no-answer", sources=sources, message=message)
+            yield SourcesFound(sources)
+            yield Finished(answer)
+            return
         yield from self._generate(run)
 
     def _generate(self, run: _Run) -> EventStream:
@@ -136,6 +161,7 @@ class Assistant:
                 run.prompt = built
                 sources = run.number(built.passages)
                 yield SourcesFound(sources)
+                release = SentenceRelease(cited_texts(sources), run.question.search_text)
                 trimmed: str | None = None
                 for piece in generator.stream(built.prompt, self._policy.max_tokens):
                     run.token()
@@ -145,6 +171,8 @@ class Assistant:
                         trimmed = without_repetition("".join(pieces))
                         if trimmed is not None:
                             break
+                    for check in release.feed("".join(pieces)):
+                        yield Sentence(check)
         except (GeneratorExit, KeyboardInterrupt):
             shown = _partial(pieces)
             run.record("error", answer=shown, error="the answer was stopped before it finished")
@@ -157,9 +185,45 @@ class Assistant:
             log.exception("event=generation_failed")
             run.record("error", answer=_partial(pieces), error=f"{type(exc).__name__}: {exc}")
             raise ModelError(f"the model failed while answering: {exc}") from None
-        answer = trimmed if trimmed is not None else "".join(pieces).strip()
-        citations = parse_citations(answer, len(built.passages))
-        yield Finished(run.finish("answered", sources=sources, answer=answer, citations=citations))
+        generated = trimmed if trimmed is not None else "".join(pieces).strip()
+        checks, unreleased = release.finish(generated)
+        for check in unreleased:
+            yield Sentence(check)
+        outcome, message = judge(generated, checks)
+        # What was shown: the checked sentences, one space apart (not shown: the model's text).
+        text = " ".join(check.text for check in checks) if outcome == "answered" else generated
+        citations = parse_citations(text, len(built.passages))
+        answer = run.finish(
+            outcome,
+            sources=sources,
+            answer=text,
+            citations=citations,
+            message=message,
+            sentences=checks,
+        )
+        yield Finished(answer)
+
+
+def not_covered(terms: Sequence[str]) -> str:
+    named = ", ".join(f"'{term}'" for term in terms[:4])
+    return (
+        f"None of the passages found mentions {named}: the documents you can read do not "
+        "seem to cover this question, so no answer is given."
+    )
+
+
+def cited_texts(sources: Sequence[Source]) -> list[CitedText]:
+    return [CitedText(s.n, s.passage.chunk_id, s.passage.text) for s in sources]
+
+
+def judge(answer: str, checks: Sequence[SentenceCheck]) -> tuple[Outcome, str | None]:
+    """An answer is shown when one of its sentences is supported by what it cites; else it is
+    the model saying the passages do not answer, or an answer nobody can check."""
+    if any_supported(checks):
+        return "answered", None
+    if not answer or is_refusal(answer):
+        return "no-answer", NO_ANSWER
+    return "unsupported", UNSUPPORTED
 
 
 def _partial(pieces: list[str]) -> str | None:
@@ -238,14 +302,22 @@ class _Run:
         answer: str | None = None,
         citations: tuple[int, ...] = (),
         message: str | None = None,
+        sentences: tuple[SentenceCheck, ...] = (),
     ) -> Answer:
+        """Record the outcome, then build what the user gets: the model's text only when it
+        is an answer (the record keeps it either way)."""
         timings = self.timings()
         audit_id = self.record(
-            outcome, answer=answer, sources=sources, citations=citations, timings=timings
+            outcome,
+            answer=answer,
+            sources=sources,
+            citations=citations,
+            timings=timings,
+            sentences=sentences,
         )
         return Answer(
             outcome,
-            answer,
+            answer if outcome == "answered" else None,
             message,
             citations,
             sources,
@@ -253,6 +325,7 @@ class _Run:
             audit_id,
             timings,
             retrieved=tuple(self.all),
+            sentences=sentences,
         )
 
     def record(
@@ -264,6 +337,7 @@ class _Run:
         citations: tuple[int, ...] = (),
         error: str | None = None,
         timings: Timings | None = None,
+        sentences: tuple[SentenceCheck, ...] | None = None,
     ) -> str:
         cited_chunks = {s.passage.chunk_id for s in sources if s.n in citations}
         policy = self.policy
@@ -291,6 +365,7 @@ class _Run:
             outcome=outcome,
             error=error,
             channel=self.question.channel,
+            sentences=None if sentences is None else tuple(c.to_json() for c in sentences),
         )
         return self.audit.append(entry).id
 

@@ -48,6 +48,31 @@ def record_row(record: AuditRecord) -> list[Any]:
     return [record.id, record.created_at, entry.user, entry.channel, entry.outcome, question, names]
 
 
+def sentences_html(sentences: tuple[dict[str, Any], ...] | None) -> str:
+    """Each sentence the model wrote, whether its citations support it, and the quote."""
+    if not sentences:
+        return ""
+    rows = []
+    for sentence in sentences:
+        supported = {True: "yes", False: "NO", None: "nothing to check"}.get(
+            sentence.get("supported"), "?"
+        )
+        if sentence.get("attributed"):
+            supported += " (citation chosen by the appliance)"
+        quote = sentence.get("quote") or {}
+        where = f"[{quote['n']}] {quote['start']}-{quote['end']}: " if quote else ""
+        rows.append(
+            f"<tr><td>{html.escape(str(sentence.get('text', '')))}</td>"
+            f"<td>{html.escape(supported)}</td>"
+            f"<td>{html.escape(where + str(quote.get('text', '')))}</td></tr>"
+        )
+    return (
+        '<h4>Sentences checked against their citations</h4><table class="audit-sentences">'
+        "<thead><tr><th>Sentence</th><th>Supported</th><th>Quote (passage, characters)</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def record_html(record: AuditRecord) -> str:
     entry = record.entry
     rows = "".join(
@@ -81,6 +106,7 @@ def record_html(record: AuditRecord) -> str:
         "<th>Rank</th><th>Cited</th><th>Score</th><th>Document</th><th>Doc id (sha256)</th>"
         "<th>Chunk id</th><th>Text sha256</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
+        f"{sentences_html(entry.sentences)}"
         f"<h4>Model</h4>{json_block(entry.model)}"
         f"<h4>Retrieval</h4>{json_block(entry.retrieval)}"
         f"<h4>Timings</h4>{json_block(entry.timings)}</div>"

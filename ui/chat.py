@@ -8,14 +8,15 @@ from typing import Any
 
 import gradio as gr
 
-from appliance.answers import Finished, SourcesFound, Token
+from appliance.answers import Finished, Sentence, SourcesFound
 from appliance.conversation import Turn
 from appliance.errors import ApplianceError, BusyError
 from appliance.generation import ModelIdentity
+from appliance.verification import SentenceCheck
 from appliance.web.chat import ChatEngine, Rewritten
 from appliance.web.identity import Identifier
 from ui.access import current_user
-from ui.render import document_name, plain_markdown, sources_html
+from ui.render import answer_markdown, document_name, plain_markdown, sources_html
 
 THINKING = "…"
 Messages = list[dict[str, Any]]
@@ -82,7 +83,7 @@ def build_chat_tab(engine: ChatEngine, identifier: Identifier, max_question_char
         yield history, panel, past, ""
         searched: str | None = None
         standalone = text
-        streamed = ""
+        shown: list[SentenceCheck] = []  # sentences released so far, already checked
         try:
             async for event in engine.answer(user, text, past, channel="ui"):
                 if isinstance(event, Rewritten):
@@ -90,17 +91,22 @@ def build_chat_tab(engine: ChatEngine, identifier: Identifier, max_question_char
                     searched = event.standalone if event.changed else None
                 elif isinstance(event, SourcesFound):
                     panel = sources_html(event.sources, searched)
-                elif isinstance(event, Token):
-                    streamed += event.text
-                    history[-1]["content"] = plain_markdown(streamed.lstrip()) or THINKING
+                elif isinstance(event, Sentence):
+                    shown.append(event.check)
+                    history[-1]["content"] = f"{answer_markdown(shown)} {THINKING}"
                 elif isinstance(event, Finished):
                     answer = event.answer
-                    panel = sources_html(answer.sources, searched) + model_html(answer.model)
+                    checks = answer.sentences if answer.answer is not None else ()
+                    panel = sources_html(answer.sources, searched, checks) + model_html(
+                        answer.model
+                    )
                     if answer.answer is not None:
-                        history[-1]["content"] = plain_markdown(answer.answer) or "(no answer)"
+                        history[-1]["content"] = answer_markdown(checks) or "(no answer)"
                         past = [*past, Turn(standalone, answer.answer)]
                     else:
                         history[-1]["content"] = plain_markdown(answer.message or "")
+                else:
+                    continue  # tokens: only checked sentences are shown
                 yield history, panel, past, ""
         except BusyError as exc:
             history[-1]["content"] = plain_markdown(f"The assistant is busy. {exc}")

@@ -10,14 +10,50 @@ from pathlib import PurePath
 from typing import Any
 
 from appliance.answers import Source
+from appliance.verification import SentenceCheck
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!<>|~])")
 SNIPPET_CHARS = 1200
+UNSUPPORTED_MARK = "⚠ _(not supported by the passage it cites)_"
 
 
 def plain_markdown(text: str) -> str:
     """`text` as Markdown that renders exactly as written: no links, images, HTML or emphasis."""
     return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def answer_markdown(checks: Sequence[SentenceCheck]) -> str:
+    """The answer's sentences as plain text, each unsupported one visibly marked."""
+    parts = []
+    for check in checks:
+        text = plain_markdown(check.text)
+        parts.append(f"{text} {UNSUPPORTED_MARK}" if check.supported is False else text)
+    return " ".join(parts)
+
+
+def quote_spans(checks: Sequence[SentenceCheck]) -> dict[int, list[tuple[int, int]]]:
+    """Per passage number, the character spans that support a sentence of the answer."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for check in checks:
+        if check.supported and check.quote is not None:
+            spans.setdefault(check.quote.n, []).append((check.quote.start, check.quote.end))
+    return spans
+
+
+def highlighted(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """`text` escaped, with the spans in <mark>; cut to SNIPPET_CHARS unless a span is later."""
+    limit = max([SNIPPET_CHARS, *(end for _, end in spans)])
+    shown = text if len(text) <= limit else text[:limit]
+    parts, at = [], 0
+    for start, end in sorted(spans):
+        start, end = max(start, at), min(end, len(shown))
+        if start >= end:
+            continue
+        parts.append(html.escape(shown[at:start]))
+        parts.append(f"<mark>{html.escape(shown[start:end])}</mark>")
+        at = end
+    parts.append(html.escape(shown[at:]))
+    return "".join(parts) + ("…" if len(shown) < len(text) else "")
 
 
 def document_name(source: str) -> str:
@@ -30,7 +66,11 @@ def document_link(source: Source) -> str:
     return f"/documents/{html.escape(passage.doc_id)}{anchor}"
 
 
-def sources_html(sources: Sequence[Source], searched_for: str | None = None) -> str:
+def sources_html(
+    sources: Sequence[Source],
+    searched_for: str | None = None,
+    checks: Sequence[SentenceCheck] = (),
+) -> str:
     parts = ['<div class="sources">']
     if searched_for:
         parts.append(
@@ -38,19 +78,20 @@ def sources_html(sources: Sequence[Source], searched_for: str | None = None) -> 
         )
     if not sources:
         parts.append('<p class="no-sources">No passages.</p>')
+    spans = quote_spans(checks)
     for source in sources:
         p = source.passage
         where = (
             f", page {p.page}" if p.page else (f", {html.escape(p.section)}" if p.section else "")
         )
-        text = p.text if len(p.text) <= SNIPPET_CHARS else p.text[:SNIPPET_CHARS] + "…"
         parts.append(
             f'<details class="source" data-n="{source.n}" open>'
             f"<summary><b>[{source.n}]</b> "
             f'<a href="{document_link(source)}" target="_blank" rel="noopener noreferrer">'
             f"{html.escape(document_name(p.source))}</a>{where} "
             f'<span class="score">score {p.score:.2f}</span></summary>'
-            f'<blockquote class="passage">{html.escape(text)}</blockquote></details>'
+            f'<blockquote class="passage">{highlighted(p.text, spans.get(source.n, []))}'
+            "</blockquote></details>"
         )
     parts.append("</div>")
     return "".join(parts)

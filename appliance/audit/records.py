@@ -16,7 +16,11 @@ from typing import Any, Literal, cast, get_args
 
 from appliance.errors import AuditError
 
-Outcome = Literal["answered", "nothing-found", "retrieved", "refused", "error"]
+# no-answer: the model said the passages do not hold the answer; unsupported: no sentence of
+# the model's answer is supported by the passages it cites (see appliance.verification).
+Outcome = Literal[
+    "answered", "nothing-found", "retrieved", "refused", "error", "no-answer", "unsupported"
+]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 BODY_FORMAT = 1
 GENESIS_HASH = "0" * 64
@@ -50,6 +54,8 @@ class AuditEntry:
     outcome: Outcome
     error: str | None = None
     channel: str = "cli"
+    # Per sentence of the answer: its citations, whether they support it, and the quote.
+    sentences: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ def entry_to_dict(entry: AuditEntry) -> dict[str, Any]:
         "timings": plain(entry.timings),
         "outcome": entry.outcome,
         "error": entry.error,
+        "sentences": None if entry.sentences is None else plain(list(entry.sentences)),
     }
 
 
@@ -191,6 +198,7 @@ def record_from_body(body_text: str, record_hash: str) -> AuditRecord:
         outcome=cast(Outcome, data["outcome"]),
         error=data.get("error"),
         channel=str(data.get("channel", "cli")),
+        sentences=_sentences(data.get("sentences")),
     )
     return AuditRecord(
         seq=int(data["seq"]),
@@ -200,6 +208,12 @@ def record_from_body(body_text: str, record_hash: str) -> AuditRecord:
         prev_hash=str(data["prev_hash"]),
         hash=record_hash,
     )
+
+
+def _sentences(value: Any) -> tuple[dict[str, Any], ...] | None:
+    if value is None:  # records written before sentences were checked
+        return None
+    return tuple(dict(item) for item in value)
 
 
 def document_rows(record: AuditRecord) -> set[tuple[str, str, int]]:

@@ -74,8 +74,10 @@ def ask(
 ) -> None:
     """Answer QUESTION from the indexed documents with the local model, citing the passages.
 
-    Only documents readable by --groups are searched. The answer is printed once its audit
-    record is written; when no readable passage is relevant, the appliance says so instead.
+    Only documents readable by --groups are searched. Each sentence of the answer is checked
+    against the passage it cites; an answer with no supported sentence is not printed, and
+    neither is one when no readable passage is relevant: the appliance says so instead. The
+    answer is printed once its audit record is written.
     """
     with user_errors():
         settings = with_adapter(settings_for_command(), adapter)
@@ -97,9 +99,22 @@ def ask(
         _print_answer(answer)
 
 
+UNSUPPORTED_MARK = "(not supported by the passage it cites)"
+
+
+def shown_answer(answer: Answer) -> str:
+    """The answer's sentences, each unsupported one followed by a mark."""
+    if not answer.sentences:
+        return answer.answer or "(the model gave an empty answer)"
+    return " ".join(
+        f"{s.text} {UNSUPPORTED_MARK}" if s.supported is False else s.text
+        for s in answer.sentences
+    )
+
+
 def _print_answer(answer: Answer) -> None:
     if answer.answer is not None:
-        typer.echo(answer.answer or "(the model gave an empty answer)")
+        typer.echo(shown_answer(answer))
     elif answer.message:
         typer.echo(answer.message)
     if answer.sources:
@@ -212,7 +227,7 @@ def _run_eval(
                 try:
                     answer = services.assistant.ask(request)
                 except (QuestionError, BusyError, ModelError) as exc:  # recorded; go on
-                    board.add_failure()
+                    board.add_failure(item)
                     line: dict[str, Any] = {"id": item.id, "answer": None, "error": str(exc)}
                 else:
                     line = _result_line(item, answer, board.add(item, answer))

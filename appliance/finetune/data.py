@@ -46,6 +46,9 @@ class Example:
     completion: str
     citations: tuple[int, ...]
     passages: tuple[dict[str, Any], ...]
+    # Chat mode: the (role, content) turns before `prompt`, the rules and worked exchange the
+    # model is given at inference time.
+    preamble: tuple[tuple[str, str], ...] = ()
 
     @property
     def supported(self) -> bool:
@@ -62,6 +65,7 @@ class Example:
             "citations": list(self.citations),
             "supported": self.supported,
             "passages": list(self.passages),
+            "preamble": [list(turn) for turn in self.preamble],
         }
 
 
@@ -175,6 +179,7 @@ def build_examples(
                 answer=pair.answer,
                 mode=built.prompt.mode,
                 prompt=built.prompt.text,
+                preamble=built.prompt.preamble,
                 # A completion prompt ends with "Answer:"; the model writes " It ...".
                 completion=f" {target}" if built.prompt.mode == "completion" else target,
                 citations=citations,
@@ -238,6 +243,7 @@ def _parse_example(path: Path, number: int, line: str) -> Example:
             completion=data["completion"],
             citations=tuple(int(n) for n in data.get("citations", [])),
             passages=tuple(data.get("passages", [])),
+            preamble=tuple((str(role), str(text)) for role, text in data.get("preamble", [])),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise FinetuneError(

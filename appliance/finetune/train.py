@@ -103,7 +103,8 @@ def _encode_chat(example: Example, tokenizer: Any) -> tuple[list[int], list[int]
             "the training data is in chat mode but the base model has no chat template: "
             "rebuild it with APPLIANCE_LLM_PROMPT_MODE=completion"
         )
-    turn = [{"role": "user", "content": example.prompt}]
+    before = [{"role": role, "content": content} for role, content in example.preamble]
+    turn = [*before, {"role": "user", "content": example.prompt}]
     prompt = tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
     whole = tokenizer.apply_chat_template(
         [*turn, {"role": "assistant", "content": example.completion}], tokenize=False

@@ -8,7 +8,6 @@ the UI (channel "api"). The response adds `sources` (as `ask --json` shows them)
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
@@ -17,13 +16,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from appliance.answers import Answer, Finished, SourcesFound, Token
+from appliance.answers import Answer, Finished, Sentence, SourcesFound
 from appliance.auth import User
 from appliance.conversation import Turn
 from appliance.errors import ApplianceError, BusyError, QuestionError
 from appliance.web.chat import ChatEngine, Rewritten
 
-SENTENCE_END = re.compile(r"[.!?\n]")
 MODEL_ID = "appliance-rag"
 
 
@@ -80,6 +78,7 @@ def extras(answer: Answer, standalone: str) -> dict[str, Any]:
         "outcome": answer.outcome,
         "standalone_question": standalone,
         "model_identity": answer.to_json()["model"],
+        "sentences": [check.to_json() for check in answer.sentences],
     }
 
 
@@ -183,26 +182,23 @@ def _chunk(stream_id: str, delta: dict[str, Any], finish: str | None = None) -> 
 async def _sse(
     events: AsyncGenerator[Any, None], first: SourcesFound | Finished, standalone: str
 ) -> AsyncIterator[str]:
-    """Deltas whose concatenation is exactly the recorded answer.
+    """Deltas whose concatenation is exactly the recorded answer (or the message shown instead).
 
-    The assistant may cut a repeated last sentence after it was generated, so text is sent
-    only up to a sentence end that a later token has confirmed.
+    Only checked sentences are sent, and only once the answer has a supported sentence (the
+    assistant releases them so): an answer that no passage supports is never streamed.
     """
     stream_id = f"chatcmpl-{int(time.time() * 1000)}"
     yield _chunk(stream_id, {"role": "assistant", "content": ""})
-    generated, sent = "", 0
+    sent = ""
     try:
-        event: Any = first
         async for event in _prepend(first, events):
-            if isinstance(event, Token):
-                confirmed = _last_sentence_end(generated.lstrip())
-                generated += event.text
-                if confirmed > sent:
-                    yield _chunk(stream_id, {"content": generated.lstrip()[sent:confirmed]})
-                    sent = confirmed
+            if isinstance(event, Sentence):
+                delta = f" {event.check.text}" if sent else event.check.text
+                sent += delta
+                yield _chunk(stream_id, {"content": delta})
             elif isinstance(event, Finished):
                 final = reply_text(event.answer)
-                rest = final[sent:] if final.startswith(generated.lstrip()[:sent]) else ""
+                rest = final[len(sent) :] if final.startswith(sent) else ""
                 if rest:
                     yield _chunk(stream_id, {"content": rest})
                 last = json.loads(_chunk(stream_id, {}, "stop")[len("data: ") :])
@@ -223,6 +219,3 @@ async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield event
 
 
-def _last_sentence_end(text: str) -> int:
-    ends = [m.end() for m in SENTENCE_END.finditer(text)]
-    return ends[-1] if ends else 0

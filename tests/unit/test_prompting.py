@@ -85,14 +85,33 @@ def test_a_question_longer_than_the_context_is_refused_with_the_allowed_length()
         )
 
 
-def test_chat_mode_puts_instructions_passages_and_question_in_one_user_turn() -> None:
+def test_chat_mode_sends_rules_and_a_worked_exchange_before_the_labelled_passages() -> None:
     built = build_prompt(
-        "why?", [passage(1, 3)], mode="chat", count_tokens=words, context_size=512, max_tokens=64
+        "why?", [passage(1, 3)], mode="chat", count_tokens=words, context_size=1024, max_tokens=64
     )
     messages = built.prompt.messages()
-    assert [m["role"] for m in messages] == ["user"]
-    assert "[1] w1x0" in messages[0]["content"] and "Question: why?" in messages[0]["content"]
-    assert "Answer: Visitors" not in messages[0]["content"]  # no worked example in chat mode
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert "[2]" in messages[2]["content"]  # the example cites the passage that holds it
+    question = messages[-1]["content"]
+    assert question.startswith("Passages:\n[1] (1.txt) w1x0") and "Question: why?" in question
+    other = build_prompt(
+        "how?", [passage(2, 3)], mode="chat", count_tokens=words, context_size=1024, max_tokens=64
+    )
+    assert other.prompt.messages()[:3] == messages[:3]  # the same prefix: llama.cpp reuses it
+
+
+def test_chat_fitting_counts_the_rules_and_the_example() -> None:
+    rules = sum(words(m["content"]) + 8 for m in render("chat", "why?", []).messages())
+    budget = rules + TEMPLATE_MARGIN_TOKENS + 64 + 20
+    built = build_prompt(
+        "why?",
+        [passage(1, 10), passage(2, 30)],
+        mode="chat",
+        count_tokens=words,
+        context_size=budget,
+        max_tokens=64,
+    )
+    assert [p.chunk_id for p in built.passages] == ["c1"]  # the second one did not fit
 
 
 @pytest.mark.parametrize(

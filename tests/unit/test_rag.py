@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.answers import Finished, Question, SourcesFound, Token
+from appliance.answers import Finished, Question, Sentence, SourcesFound, Token
 from appliance.audit import AuditEntry, AuditLog, AuditRecord
 from appliance.domain import IndexedChunk
 from appliance.errors import AuditError, BusyError, ModelError, QuestionError, StoreError
@@ -238,3 +238,69 @@ def test_the_prompt_passes_through_the_models_control_token_defence(tmp_path: Pa
 def test_k_out_of_range_is_refused(harness: Harness) -> None:
     with pytest.raises(QuestionError, match="k must be"):
         harness.assistant.ask(Question("wifi?", "ann", ("everyone",), k=0))
+
+
+def test_checked_sentences_are_released_and_recorded_with_their_quotes(tmp_path: Path) -> None:
+    harness = Harness(
+        tmp_path,
+        ScriptedGenerator("The guest wifi password is BLUEFALCON. It changes monthly [1]."),
+    )
+    try:
+        events = list(harness.assistant.stream(ask("what is the guest wifi password?")))
+        released = [e.check for e in events if isinstance(e, Sentence)]
+        assert [c.text for c in released] == [
+            "The guest wifi password is BLUEFALCON [1].",  # cited by the appliance
+            "It changes monthly [1].",
+        ]
+        assert released[0].attributed and not released[1].attributed
+        answer = harness.assistant.ask(ask("what is the guest wifi password?"))
+        assert answer.answer == " ".join(c.text for c in released)
+        assert answer.citations == (1,) and answer.sentences == tuple(released)
+        entry = harness.records()[-1].entry
+        assert entry.answer == answer.answer
+        assert entry.sentences is not None and entry.sentences[0]["quote"]["text"] == (
+            "The guest wifi password is BLUEFALCON"
+        )
+    finally:
+        harness.close()
+
+
+def test_an_answer_no_passage_supports_is_recorded_but_never_shown(tmp_path: Path) -> None:
+    made_up = "The password is rotated by the facilities team every Tuesday [1]."
+    harness = Harness(tmp_path, ScriptedGenerator(made_up))
+    try:
+        events = list(harness.assistant.stream(ask("what is the guest wifi password?")))
+        assert not any(isinstance(e, Sentence) for e in events)
+        final = events[-1]
+        assert isinstance(final, Finished)
+        answer = final.answer
+        assert answer.outcome == "unsupported" and answer.answer is None
+        assert answer.message and "not supported" in answer.message
+        assert [c.supported for c in answer.sentences] == [False]
+        entry = harness.records()[-1].entry
+        assert entry.outcome == "unsupported" and entry.answer == made_up  # for the auditor
+    finally:
+        harness.close()
+
+
+def test_the_model_saying_the_documents_do_not_answer_is_its_own_outcome(
+    tmp_path: Path,
+) -> None:
+    harness = Harness(tmp_path, ScriptedGenerator("The documents do not say."))
+    try:
+        answer = harness.assistant.ask(ask("what is the guest wifi password?"))
+        assert answer.outcome == "no-answer" and answer.answer is None
+        assert answer.message and "do not answer" in answer.message
+        assert harness.records()[-1].entry.outcome == "no-answer"
+    finally:
+        harness.close()
+
+
+def test_a_question_about_something_no_passage_mentions_is_not_put_to_the_model(
+    harness: Harness,
+) -> None:
+    answer = harness.assistant.ask(ask("what is the Django wifi password?"))
+    assert answer.outcome == "no-answer" and answer.answer is None
+    assert answer.message and "'Django'" in answer.message
+    assert answer.sources and harness.loads == 0
+    assert harness.records()[-1].entry.outcome == "no-answer"

@@ -182,6 +182,33 @@ def test_streamed_deltas_add_up_to_the_recorded_answer(tmp_path: Path) -> None:
         web.close()
 
 
+def test_an_unsupported_answer_is_never_streamed(tmp_path: Path) -> None:
+    made_up = "The password is rotated by the facilities team every Tuesday [1]."
+    web = Web(tmp_path, made_up)
+    try:
+        response = web.client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {web.ann_key}"},
+            json={
+                "stream": True,
+                "messages": [{"role": "user", "content": "what is the guest wifi password?"}],
+            },
+        )
+        events = [
+            json.loads(line[len("data: ") :])
+            for line in response.text.splitlines()
+            if line.startswith("data: {")
+        ]
+        text = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+        assert "facilities" not in text and "not supported" in text
+        assert events[-1]["outcome"] == "unsupported"
+        assert events[-1]["sentences"][0]["supported"] is False
+        record = web.harness.audit.get(events[-1]["audit_id"])
+        assert record is not None and record.entry.answer == made_up
+    finally:
+        web.close()
+
+
 def test_a_busy_model_is_a_429_and_a_bad_request_a_400(web: Web) -> None:
     headers = {"Authorization": f"Bearer {web.ann_key}"}
     with web.harness.gate.hold():  # someone else is answering; the queue holds nobody
