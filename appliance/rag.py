@@ -304,8 +304,8 @@ class _Run:
         message: str | None = None,
         sentences: tuple[SentenceCheck, ...] = (),
     ) -> Answer:
-        """Record the outcome, then build what the user gets: the model's text only when it
-        is an answer (the record keeps it either way)."""
+        """Record the outcome, then build what the user gets: the model's text and citations
+        only when it is an answer (the record keeps them either way)."""
         timings = self.timings()
         audit_id = self.record(
             outcome,
@@ -315,11 +315,12 @@ class _Run:
             timings=timings,
             sentences=sentences,
         )
+        shown = outcome == "answered"
         return Answer(
             outcome,
-            answer if outcome == "answered" else None,
+            answer if shown else None,
             message,
-            citations,
+            citations if shown else (),
             sources,
             self.model,
             audit_id,

@@ -112,8 +112,9 @@ class Settings(BaseSettings):
     llm_threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads for the local model. Default: chosen before each answer, "
-        "one per core that no other process is busy on.",
+        description="CPU threads that generate the local model's answers (the prompt is read "
+        "with all cores). Default: chosen before each answer, one per core that no other "
+        "process is busy on, for both.",
     )
     llm_gpu_layers: int = Field(
         0, ge=-1, description="Layers offloaded to the GPU (-1: all; needs a CUDA build)."

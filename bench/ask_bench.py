@@ -1,15 +1,19 @@
-"""Answer benchmark: quality on the Python 3.11 dev set, and `ask` against raw llama-cpp-python.
+"""Answer benchmark: quality, answer time and threads on the Python 3.11 docs, per model.
 
 One run, on an index of the Python 3.11 docs (built first when --data-dir holds none):
-  1. `appliance eval` on the dev set, in-process: hit@5, MRR, answer accuracy, citation rate,
-     citation precision and latency percentiles;
-  2. for each of --speed-questions questions, the full `ask` path (embed, search, prompt,
-     stream) and then raw `Llama.create_completion(stream=True)` on exactly the prompt `ask`
-     built, on a second Llama instance with the same settings, in alternating order;
-     time to first token and tokens/s of both, and the overhead of `ask` (target < 5 %).
-     ask's first token is timed from the question (retrieval included), raw's from the call.
+  1. quality, for each of --models (default: the default and the small model): the dev set
+     plus the unanswerable set (bench/evals/python311-unanswerable.jsonl), answered in-process
+     as `appliance eval` does: hit@k, MRR, answer accuracy, citation rate and precision,
+     supported sentences, declines of both kinds, answer time p50/p95 (the machine should be
+     otherwise idle), against the targets of the answers issue;
+  2. threads under load (first model): --load-questions questions answered while another
+     process keeps one core busy, once with threads chosen per answer (the default) and once
+     with one thread per core; answer time p50 of each and their ratio;
+  3. `ask` against raw llama-cpp-python on exactly the prompts `ask` built (first model),
+     alternating which goes first: time to first token and tokens/s, and the overhead of
+     `ask` (target < 5 %).
 
-    .venv/bin/python -m bench.ask_bench [--data-dir DIR] [--questions FILE] [--json] [--out FILE]
+    .venv/bin/python -m bench.ask_bench [--data-dir DIR] [--models NAME,...] [--json] [--out F]
 """
 
 from __future__ import annotations
@@ -21,13 +25,24 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from bench.ingest_bench import DOCS_ROOT, corpus_paths
 
 DEV_SET = Path(__file__).resolve().parents[2] / "shared/evals/python311/questions.jsonl"
+UNANSWERABLE = Path(__file__).resolve().parent / "evals/python311-unanswerable.jsonl"
 TARGET_OVERHEAD = 0.05
+# The answers issue: dev set, default model, 2 idle cores.
+TARGETS = {
+    "answer_accuracy": 0.60,
+    "citation_rate": 0.95,
+    "citation_precision": 0.80,
+    "unanswerable_declined": 0.80,
+}
+TARGET_P50_MS = 12_000
 
 
 def ensure_index(data_dir: Path, docs_root: Path) -> None:
@@ -42,15 +57,60 @@ def ensure_index(data_dir: Path, docs_root: Path) -> None:
         raise SystemExit(f"the ingest failed (exit {done.returncode})")
 
 
-def quality(services: Any, questions: list[Any], k: int) -> dict[str, Any]:
+def request(item: Any, k: int) -> Any:
     from appliance.answers import Question
+
+    return Question(item.question, "bench", ("everyone",), k, channel="eval")
+
+
+def quality(services: Any, questions: list[Any], k: int) -> dict[str, Any]:
     from appliance.evaluation import Scoreboard
 
     board = Scoreboard(k=k, generated=True)
     for item in questions:
-        request = Question(item.question, "bench", ("everyone",), k, channel="eval")
-        board.add(item, services.assistant.ask(request))
-    return board.summary()
+        board.add(item, services.assistant.ask(request(item, k)))
+    summary = board.summary()
+    declined = summary["declined"]
+    unanswerable = declined["unanswerable_questions"]
+    summary["unanswerable_declined"] = (
+        round(declined["unanswerable"] / unanswerable, 4) if unanswerable else None
+    )
+    return summary
+
+
+@contextmanager
+def one_core_busy() -> Iterator[None]:
+    """Another program keeping one core busy, as ingestion does."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1)
+        yield
+    finally:
+        burner.kill()
+        burner.wait()
+
+
+def answer_ms(services: Any, questions: list[Any], k: int) -> list[float]:
+    return [services.assistant.ask(request(item, k)).timings.total_ms for item in questions]
+
+
+def under_load(settings: Any, questions: list[Any], k: int) -> dict[str, Any]:
+    """Answer time with one core busy: threads per answer against one thread per core."""
+    from appliance.generation import usable_cores
+    from appliance.services import build_answer_services
+
+    result: dict[str, Any] = {"questions": len(questions), "cores": usable_cores()}
+    for label, threads in (("adaptive", None), ("fixed", usable_cores())):
+        services = build_answer_services(settings.model_copy(update={"llm_threads": threads}))
+        try:
+            services.assistant.ask(request(questions[0], k))  # load and warm up
+            with one_core_busy():
+                times = answer_ms(services, questions, k)
+        finally:
+            services.close()
+        result[f"{label}_p50_ms"] = round(statistics.median(times), 1)
+    result["fixed_over_adaptive"] = round(result["fixed_p50_ms"] / result["adaptive_p50_ms"], 3)
+    return result
 
 
 def _time_stream(pieces: Any, started: float) -> tuple[float, float | None, int]:
@@ -88,41 +148,47 @@ def prompt_for(services: Any, settings: Any, generator: Any, question: str, k: i
     ).prompt
 
 
+def raw_pieces(raw: Any, prompt: Any, settings: Any) -> Iterator[Any]:
+    """llama-cpp-python alone on the prompt: completion text, or the chat turns."""
+    options = {
+        "max_tokens": settings.llm_max_tokens,
+        "temperature": settings.llm_temperature,
+        "stop": list(prompt.stop),
+        "stream": True,
+    }
+    if prompt.mode == "chat":
+        for chunk in raw.create_chat_completion(messages=prompt.messages(), **options):
+            if chunk["choices"][0]["delta"].get("content"):
+                yield chunk
+    else:
+        yield from raw.create_completion(prompt.text, **options)
+
+
 def speed(services: Any, settings: Any, questions: list[Any], k: int) -> dict[str, Any]:
     """ask and raw llama-cpp-python on the same prompts, alternating which goes first.
 
     Each of the two Llama instances sees each prompt once, so neither gains from llama.cpp's
     prompt cache more than the other.
     """
-    from appliance.answers import Question, Token
+    from appliance.answers import Token
     from appliance.services import build_generator
 
     generator = services.assistant.generator()
-    if generator.mode != "completion":
-        raise SystemExit("the speed comparison uses completion prompts: use a base model")
     raw = cast(Any, build_generator(settings))._llm  # a second, independent llama_cpp.Llama
     rows = []
     for number, item in enumerate(questions):
         prompt = prompt_for(services, settings, generator, item.question, k)
         if prompt is None:
             continue
-        request = Question(item.question, "bench", ("everyone",), k, channel="eval")
 
-        def run_ask(request: Any = request) -> tuple[float, float | None, int]:
+        def run_ask(item: Any = item) -> tuple[float, float | None, int]:
             started = time.perf_counter()
-            events = services.assistant.stream(request)
+            events = services.assistant.stream(request(item, k))
             return _time_stream((e for e in events if isinstance(e, Token)), started)
 
         def run_raw(prompt: Any = prompt) -> tuple[float, float | None, int]:
             started = time.perf_counter()
-            stream = raw.create_completion(
-                prompt.text,
-                max_tokens=settings.llm_max_tokens,
-                temperature=settings.llm_temperature,
-                stop=list(prompt.stop),
-                stream=True,
-            )
-            return _time_stream(stream, started)
+            return _time_stream(raw_pieces(raw, prompt, settings), started)
 
         if number % 2 == 0:
             ask_result, raw_result = run_ask(), run_raw()
@@ -154,14 +220,49 @@ def _speed_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def model_settings(base: Any, name: str) -> Any:
+    return base.model_copy(update={"llm_model": name})
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from appliance.evaluation import load_questions
+    from appliance.services import build_answer_services
+    from appliance.settings import load_settings
+
+    base = load_settings(data_dir=args.data_dir)
+    questions = load_questions(args.questions) + load_questions(args.unanswerable)
+    answerable = [q for q in questions if q.answerable]
+    result: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "quality": {},
+    }
+    for name in args.models:
+        services = build_answer_services(model_settings(base, name))
+        try:
+            result["quality"][name] = quality(services, questions, args.k)
+            if name == args.models[0] and args.speed_questions:
+                settings = model_settings(base, name)
+                picked = answerable[: args.speed_questions]
+                result["speed"] = speed(services, settings, picked, args.k)
+        finally:
+            services.close()
+    if args.load_questions:
+        picked = answerable[: args.load_questions]
+        result["under_load"] = under_load(model_settings(base, args.models[0]), picked, args.k)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ask_bench", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path(".bench/data"))
     parser.add_argument("--docs-root", type=Path, default=DOCS_ROOT)
     parser.add_argument("--questions", type=Path, default=DEV_SET)
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--speed-questions", type=int, default=10)
-    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--unanswerable", type=Path, default=UNANSWERABLE)
+    parser.add_argument("--models", type=lambda v: v.split(","), default=None)
+    parser.add_argument("--k", type=int, default=None, help="default: APPLIANCE_TOP_K")
+    parser.add_argument("--speed-questions", type=int, default=8)
+    parser.add_argument("--load-questions", type=int, default=6)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -173,24 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
-    from appliance.evaluation import load_questions
+    from appliance.models import DEFAULT_LLM, SMALL_LLM
     from appliance.offline import enforce_offline
-    from appliance.services import build_answer_services
-    from appliance.settings import load_settings
+    from appliance.settings import Settings
 
     enforce_offline()
+    args.models = args.models or [DEFAULT_LLM, SMALL_LLM]
+    args.k = args.k or Settings.model_fields["top_k"].default
     ensure_index(args.data_dir, args.docs_root)
-    settings = load_settings(data_dir=args.data_dir)
-    questions = load_questions(args.questions)
-    services = build_answer_services(settings)
-    load_average = round(os.getloadavg()[0], 2)
-    try:
-        result: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_1min": load_average}
-        if not args.skip_quality:
-            result["quality"] = quality(services, questions, args.k)
-        result["speed"] = speed(services, settings, questions[: args.speed_questions], args.k)
-    finally:
-        services.close()
+    result = run(args)
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -202,37 +294,61 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+ROWS = (
+    "hit@{k}",
+    "mrr",
+    "answer_accuracy",
+    "citation_rate",
+    "citation_precision",
+    "supported_sentences",
+    "unanswerable_declined",
+)
+
+
 def print_table(result: dict[str, Any]) -> None:
-    quality_result = result.get("quality")
-    if quality_result:
-        print("quality on the dev set")
-        for key in (
-            "questions",
-            "hit@5",
-            "mrr",
-            "answer_accuracy",
-            "citation_rate",
-            "citation_precision",
-        ):
-            print(f"  {key:20} {quality_result.get(key)}")
-        latency = quality_result["latency_ms"]
-        print(f"  {'total ms':20} {latency['total']}")
-        print(f"  {'first token ms':20} {latency['first_token']}")
-    fast = result["speed"]
-    print(f"ask against raw llama-cpp-python ({fast['questions']} prompts, medians)")
-    print(
-        f"  {'first token ms':20} ask {fast['first_token_ms']['ask']}  "
-        f"raw {fast['first_token_ms']['raw']}  overhead {fast['overhead']['first_token']:+.1%}"
-    )
-    print(
-        f"  {'tokens/s':20} ask {fast['tokens_per_s']['ask']}  "
-        f"raw {fast['tokens_per_s']['raw']}  overhead {fast['overhead']['tokens_per_s']:+.1%}"
-    )
-    verdict = "meets" if fast["meets_target"] else "MISSES"
-    print(
-        f"  {verdict} the target: overhead < {fast['target']:.0%} "
-        f"(load {result['load_average_1min']})"
-    )
+    models = list(result["quality"])
+    print(f"quality on the dev set + unanswerable set (load {result['load_average_1min']})")
+    print(f"  {'':24}" + "".join(f"{name:>22}" for name in models) + "      target")
+    k = next(iter(result["quality"].values()))["k"]
+    for row in ROWS:
+        key = row.format(k=k)
+        values = "".join(f"{_shown(result['quality'][m].get(key)):>22}" for m in models)
+        goal = TARGETS.get(key)
+        print(f"  {key:24}{values}" + (f"      >= {goal}" if goal else ""))
+    for row in ("answerable", "answerable_with_answer_in_passages"):
+        values = "".join(f"{result['quality'][m]['declined'][row]:>22}" for m in models)
+        print(f"  {'declined ' + row[:15]:24}{values}")
+    for percentile in ("p50", "p95"):
+        values = "".join(
+            f"{_shown(result['quality'][m]['latency_ms']['total'][percentile]):>22}"
+            for m in models
+        )
+        limit = f"      <= {TARGET_P50_MS}" if percentile == "p50" else ""
+        print(f"  {'answer ms ' + percentile:24}{values}{limit}")
+    load = result.get("under_load")
+    if load:
+        print(
+            f"one core busy ({load['questions']} answers, {load['cores']} cores): p50 "
+            f"{load['adaptive_p50_ms']} ms with threads per answer, {load['fixed_p50_ms']} ms "
+            f"with one per core: {load['fixed_over_adaptive']}x"
+        )
+    fast = result.get("speed")
+    if fast:
+        print(f"ask against raw llama-cpp-python ({fast['questions']} prompts, medians)")
+        print(
+            f"  {'first token ms':20} ask {fast['first_token_ms']['ask']}  raw "
+            f"{fast['first_token_ms']['raw']}  overhead {fast['overhead']['first_token']:+.1%}"
+        )
+        print(
+            f"  {'tokens/s':20} ask {fast['tokens_per_s']['ask']}  raw "
+            f"{fast['tokens_per_s']['raw']}  overhead {fast['overhead']['tokens_per_s']:+.1%}"
+        )
+        verdict = "meets" if fast["meets_target"] else "MISSES"
+        print(f"  {verdict} the target: overhead < {fast['target']:.0%}")
+
+
+def _shown(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 if __name__ == "__main__":

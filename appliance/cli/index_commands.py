@@ -18,7 +18,7 @@ from appliance.cli.common import (
 from appliance.cli.finetune_commands import adapter_status
 from appliance.domain import IngestReport
 from appliance.errors import ConfigError
-from appliance.models import resolve_embed_model
+from appliance.models import describe_llm, resolve_embed_model
 from appliance.services import build_embedder, open_index
 
 DEFAULT_GROUP = "everyone"
@@ -137,13 +137,17 @@ def forget(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show documents, chunks, collection, store backend and location, and the embedding model.
+    """Show documents, chunks, collection, store backend and location, the embedding model,
+    and the model that answers (APPLIANCE_LLM_MODEL, or the LLM server).
 
     The location is the embedded store's folder, or the Qdrant server's URL.
     """
     with user_errors():
         settings = settings_for_command()
         adapter = adapter_status(settings)
+        llm = describe_llm(settings.llm_model, settings.models_dir)
+        if settings.llm_url:
+            llm = {"server": settings.llm_url, "model": settings.llm_remote_model}
         index = open_index(settings)
         try:
             info = index.store.info()
@@ -165,6 +169,7 @@ def status(
             "path": str(index.embed_model_dir),
             "dimension": info.dimension,
         },
+        "llm": llm,
         "adapter": adapter,
     }
     if as_json:
@@ -177,5 +182,10 @@ def status(
     typer.echo(
         f"embedding:  {info.embed_model} ({info.dimension} dimensions) from {index.embed_model_dir}"
     )
+    if "server" in llm:
+        typer.echo(f"llm:        the server at {llm['server']}")
+    else:
+        state = "" if llm["present"] else " (not prepared yet: `appliance models prepare`)"
+        typer.echo(f"llm:        {llm['model']} at {llm['path']}{state}")
     if adapter is not None:
         typer.echo(f"adapter:    {adapter['path']} (sha256 {adapter['sha256'][:12]})")

@@ -76,7 +76,9 @@ def test_passages_are_fitted_to_a_small_context_without_a_llama_error(
         APPLIANCE_LLM_MAX_TOKENS="128",
         APPLIANCE_SCORE_THRESHOLD="0",
     )
-    assert answer["outcome"] == "answered"
+    # The model ran on what fitted (whether its answer is supported is not the subject here).
+    assert answer["outcome"] in ("answered", "no-answer", "unsupported")
+    assert answer["model"]["sha256"] and answer["timings"]["first_token_ms"]
     everything = ask(
         data,
         model,
@@ -128,10 +130,12 @@ def test_eval_scores_a_question_set_and_writes_one_result_per_question(
         data, "eval", str(questions), "--out", str(out), APPLIANCE_LLM_MODEL=str(model)
     )
     assert code == 0
-    assert summary["questions"] == 2 and summary["hit@5"] == 1.0
+    assert summary["questions"] == 2 and summary[f"hit@{summary['k']}"] == 1.0
     assert 0 <= summary["answer_accuracy"] <= 1 and summary["latency_ms"]["total"]["p50"] > 0
     results = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in results] == ["h1", "h2"]
-    assert all(r["sources"] and r["answer"] for r in results)
+    assert all(r["sources"] for r in results)
+    # An answer is shown exactly when one of its sentences is supported.
+    assert all((r["answer"] is not None) == (r["outcome"] == "answered") for r in results)
     verify = run_cli(data, "audit", "verify")
     assert verify.returncode == 0 and "records verified" in verify.stdout

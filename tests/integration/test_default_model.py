@@ -63,8 +63,18 @@ def test_the_record_holds_the_sentence_checks_the_user_was_shown(data: Path) -> 
     assert record["sentences"] == answer["sentences"]
 
 
-def test_a_question_the_documents_do_not_answer_gets_no_answer(data: Path) -> None:
-    answer = ask(data, "How many weeks of parental leave does an employee get?")
-    assert answer["sources"], "the holiday passages are found, but do not answer it"
-    assert answer["outcome"] in ("no-answer", "unsupported"), answer
-    assert answer["answer"] is None and answer["message"]
+def test_a_question_about_something_the_documents_never_mention_gets_no_answer(
+    data: Path,
+) -> None:
+    answer = ask(data, "How many days of paid holiday do employees of the Munich office get?")
+    assert answer["sources"], "the holiday passages are found, but none mentions Munich"
+    assert answer["outcome"] == "no-answer" and answer["answer"] is None
+    assert "'Munich'" in answer["message"]
+    assert answer["model"]["sha256"] is None  # the model was not asked
+
+
+def test_status_names_the_model_that_answers(data: Path) -> None:
+    code, status = run_json(data, "status")
+    assert code == 0
+    assert status["llm"]["model"] == DEFAULT_LLM and status["llm"]["present"] is True
+    assert status["llm"]["expected_sha256"] == KNOWN_MODELS[DEFAULT_LLM].sha256
