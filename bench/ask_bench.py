@@ -164,12 +164,25 @@ def raw_pieces(raw: Any, prompt: Any, settings: Any) -> Iterator[Any]:
         yield from raw.create_completion(prompt.text, **options)
 
 
-def speed(services: Any, settings: Any, questions: list[Any], k: int) -> dict[str, Any]:
+def speed(settings: Any, questions: list[Any], k: int) -> dict[str, Any]:
     """ask and raw llama-cpp-python on the same prompts, alternating which goes first.
 
-    Each of the two Llama instances sees each prompt once, so neither gains from llama.cpp's
-    prompt cache more than the other.
+    Both use one thread per core (ask would otherwise pick its threads per answer). Each of
+    the two Llama instances sees each prompt once, so neither gains from llama.cpp's prompt
+    cache more than the other.
     """
+    from appliance.generation import usable_cores
+    from appliance.services import build_answer_services
+
+    settings = settings.model_copy(update={"llm_threads": usable_cores()})
+    services = build_answer_services(settings)
+    try:
+        return _compare(services, settings, questions, k)
+    finally:
+        services.close()
+
+
+def _compare(services: Any, settings: Any, questions: list[Any], k: int) -> dict[str, Any]:
     from appliance.answers import Token
     from appliance.services import build_generator
 
@@ -241,12 +254,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         services = build_answer_services(model_settings(base, name))
         try:
             result["quality"][name] = quality(services, questions, args.k)
-            if name == args.models[0] and args.speed_questions:
-                settings = model_settings(base, name)
-                picked = answerable[: args.speed_questions]
-                result["speed"] = speed(services, settings, picked, args.k)
         finally:
             services.close()
+    if args.speed_questions:
+        picked = answerable[: args.speed_questions]
+        result["speed"] = speed(model_settings(base, args.models[0]), picked, args.k)
     if args.load_questions:
         picked = answerable[: args.load_questions]
         result["under_load"] = under_load(model_settings(base, args.models[0]), picked, args.k)
