@@ -5,8 +5,10 @@ Every failure becomes a `LoadError` whose message names the problem and what to 
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.policy
+import tempfile
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -132,9 +134,33 @@ TEXT_FORMATS = {".csv", ".html", ".htm", ".md", ".markdown", ".txt", ".text"}
 SUPPORTED_EXTENSIONS = frozenset(READERS)
 
 
-def check_text_bytes(path: Path) -> None:
-    """Refuse binary or non-UTF-8 content in a text format before a reader garbles it."""
+# Byte-order marks of the Unicode encodings other than UTF-8; UTF-32 first: its little-endian
+# mark begins with UTF-16's.
+BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
+
+
+def check_text_bytes(path: Path) -> str | None:
+    """Refuse binary or undecodable content in a text format before a reader garbles it.
+
+    Returns the text of a file in UTF-16 or UTF-32 (told by its byte-order mark), which the
+    readers, all UTF-8, cannot read themselves; None for a UTF-8 file.
+    """
     data = path.read_bytes()
+    for mark, codec, name in BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise LoadError(
+                    f"invalid {name}: the file starts with a {name} byte-order mark but its "
+                    f"content is not {name} ({exc.reason} at offset {exc.start}); save the "
+                    "file as UTF-8 and ingest it again"
+                ) from None
     if b"\x00" in data[:TEXT_SNIFF_BYTES]:
         raise LoadError("binary content in a text file: is the extension right?")
     try:
@@ -144,6 +170,16 @@ def check_text_bytes(path: Path) -> None:
             f"undecodable: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
             "save the file as UTF-8 and ingest it again"
         ) from None
+    return None
+
+
+def _read_utf8_copy(
+    reader: Callable[[Path], list[TextSection]], path: Path, text: str
+) -> list[TextSection]:
+    with tempfile.TemporaryDirectory(prefix="appliance-text-") as folder:
+        copy = Path(folder) / f"document{path.suffix.lower()}"
+        copy.write_text(text, encoding="utf-8")
+        return reader(copy)
 
 
 def load_sections(path: Path) -> list[TextSection]:
@@ -155,10 +191,9 @@ def load_sections(path: Path) -> list[TextSection]:
         raise LoadError(f"unsupported file type '{suffix or path.name}' (supported: {supported})")
     if path.stat().st_size == 0:
         raise LoadError("empty file")
-    if suffix in TEXT_FORMATS:
-        check_text_bytes(path)
+    wide_text = check_text_bytes(path) if suffix in TEXT_FORMATS else None
     try:
-        sections = reader(path)
+        sections = reader(path) if wide_text is None else _read_utf8_copy(reader, path, wide_text)
     except LoadError:
         raise
     except Exception as exc:

@@ -24,7 +24,7 @@ from appliance.errors import LoadError
 from appliance.filehash import sha256_of_file
 from appliance.manifest import Manifest
 from appliance.store import VectorStore
-from ingest.discovery import discover, is_under
+from ingest.discovery import discover, display_path, is_under
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,16 @@ class _Parsed:
     chunks: list[ChunkText]
 
 
+def unexpected_failure(exc: Exception) -> str:
+    detail = f"{type(exc).__name__}: {exc}"
+    if len(detail) > 200:
+        detail = detail[:200] + "..."
+    return (
+        f"unexpected error ({detail}); the other files were still ingested: check this file, "
+        "and report the error if the file looks fine"
+    )
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -97,6 +107,7 @@ class IngestPipeline:
         groups = tuple(sorted(set(acl)))
         found = discover(paths)
         report.failed.extend(found.missing)
+        report.failed.extend(found.skipped)
         progress.start(len(found.files))
 
         to_parse: list[_Candidate] = []
@@ -143,11 +154,21 @@ class IngestPipeline:
                     f"{limit_mb:g} MB, APPLIANCE_MAX_FILE_SIZE_MB)"
                 )
             doc_id = sha256_of_file(path)
+            previous = self._manifest.get(str(path))
         except (OSError, LoadError) as exc:
             reason = str(exc) if isinstance(exc, LoadError) else f"cannot read: {exc.strerror}"
             report.failed.append(FailedFile(str(path), reason))
             return None
-        return _Candidate(path, doc_id, size, self._manifest.get(str(path)))
+        except Exception as exc:  # one file's surprise is that file's failure, not the run's
+            report.failed.append(FailedFile(display_path(path), unexpected_failure(exc)))
+            log.warning(
+                "event=file_failed source=%s error=%s: %s",
+                display_path(path),
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        return _Candidate(path, doc_id, size, previous)
 
     def _is_current(self, candidate: _Candidate) -> bool:
         previous = candidate.previous

@@ -4,11 +4,15 @@ Each batch of changes re-ingests the whole folder: the pipeline skips unchanged 
 removes vanished ones, so this is both correct and cheap. The watch is set up before the
 catch-up run, so a change made during any run is seen by the next one. A folder that goes
 missing (an unmounted share, say) leaves the index as it was until the folder is back.
+
+The file watcher cannot follow a folder holding a name that is not valid UTF-8; while one is
+there, the folder is scanned for changes instead (and the run reports the name).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +20,7 @@ from pathlib import Path
 import watchfiles
 
 from appliance.errors import ApplianceError
-from ingest.discovery import is_ignored
+from ingest.discovery import display_path, is_ignored, is_valid_utf8
 from ingest.service import IndexService, IngestCancelled, IngestJob
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 POLL_S = 3.0
 # How often the watch wakes up without changes, to notice the folder itself going away.
 WAKE_MS = 2_000
+# How often a folder the file watcher cannot follow is scanned for changes.
+RESCAN_S = 5.0
 # Files that editors, browsers and office suites write while saving or downloading.
 TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".swp", "~")
 
@@ -44,6 +50,33 @@ def watch_filter(folder: Path) -> Callable[[watchfiles.Change, str], bool]:
         )
 
     return relevant
+
+
+def _is_temporary(name: str) -> bool:
+    return is_ignored(name) or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def scan(folder: Path) -> tuple[frozenset[tuple[str, int, int]], str | None]:
+    """The files worth a run, with size and modification time, and the first name found in
+    the folder (hidden ones included) that is not valid UTF-8, escaped, or None."""
+    files: set[tuple[str, int, int]] = set()
+    bad_name: str | None = None
+    for parent, subfolders, names in os.walk(folder):
+        subfolders.sort()
+        for name in sorted([*subfolders, *names]):
+            if bad_name is None and not is_valid_utf8(name):
+                bad_name = display_path(os.path.join(parent, name))
+        relative = Path(parent).relative_to(folder).parts
+        if any(is_ignored(part) for part in relative):
+            continue
+        for name in names:
+            if not _is_temporary(name):
+                try:
+                    stat = os.stat(os.path.join(parent, name))
+                except OSError:
+                    continue
+                files.add((os.path.join(parent, name), stat.st_size, stat.st_mtime_ns))
+    return frozenset(files), bad_name
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:
@@ -140,8 +173,39 @@ class FolderWatcher:
                 if changes or not caught_up:
                     caught_up = True
                     self._ingest()
+        except Exception:
+            # The watcher fails on any name it cannot decode, at set-up (a folder) or at a
+            # change (a file): scan instead while there is one.
+            bad_name = scan(self._folder)[1]
+            if bad_name is None:
+                raise
+            self._rescan(identity, bad_name)
         finally:
             batches.close()
+
+    def _rescan(self, identity: tuple[int, int] | None, bad_name: str) -> None:
+        """Follow the folder by scanning it, until no name in it is invalid UTF-8."""
+        log.warning(
+            "event=watch_scanning folder=%s name=%s reason=the file watcher cannot follow a "
+            "name that is not valid UTF-8; changes are found by scanning every %gs until it "
+            "is renamed",
+            self._folder,
+            bad_name,
+            RESCAN_S,
+        )
+        last: frozenset[tuple[str, int, int]] | None = None
+        while not self._stop.is_set():
+            if _identity(self._folder) != identity:
+                self._folder_present()
+                return
+            files, bad_name_left = scan(self._folder)
+            if bad_name_left is None:
+                log.info("event=watch_resumed folder=%s", self._folder)
+                return  # the watch again; its first run catches up
+            if files != last:
+                last = files
+                self._ingest()
+            self._stop.wait(RESCAN_S)
 
     def _ingest(self) -> None:
         try:

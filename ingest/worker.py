@@ -10,6 +10,8 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -37,13 +39,25 @@ def parse_file(path: Path, chunker: Any) -> list[ChunkText]:
 
 def _worker_main(conn: Connection, config: ChunkConfig) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    # Ctrl-C reaches the whole process group: the caller stops this worker itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        _serve(conn, config)
+    except (EOFError, OSError) as exc:  # the caller went away (killed, say): nothing to do
+        cause = f"the process that started it went away ({_describe(exc)})"
+        _one_line("parser_worker_stopped", cause)
+    except BaseException as exc:
+        _one_line("parser_worker_failed", _describe(exc))
+
+
+def _serve(conn: Connection, config: ChunkConfig) -> None:
     from ingest.chunking import Chunker
 
     try:
         chunker = Chunker(config)
     except Exception as exc:
-        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        conn.send(("failed", _describe(exc)))
         return
     conn.send(("ready", None))
     # A reply waits in this queue rather than in a full pipe, so the next file is parsed
@@ -60,7 +74,7 @@ def _worker_main(conn: Connection, config: ChunkConfig) -> None:
         except LoadError as exc:
             replies.put(("error", str(exc)))
         except Exception as exc:
-            replies.put(("error", f"cannot parse ({type(exc).__name__}: {exc})"))
+            replies.put(("error", f"cannot parse ({_describe(exc)})"))
 
 
 def _send_replies(conn: Connection, replies: queue.SimpleQueue[tuple[str, Any]]) -> None:
@@ -71,6 +85,31 @@ def _send_replies(conn: Connection, replies: queue.SimpleQueue[tuple[str, Any]])
             return
 
 
+def _describe(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ").strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _one_line(event: str, cause: str) -> None:
+    """The worker has no logging set up (a spawned process): one line on stderr, which the
+    server's log collects, instead of multiprocessing's traceback."""
+    print(f"event={event} pid={os.getpid()} cause={cause}", file=sys.stderr, flush=True)
+
+
+def exit_cause(exitcode: int | None) -> str:
+    """Why a worker process ended, from its exit code."""
+    if exitcode is None:
+        return "it stopped answering"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = ", perhaps for lack of memory" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {exitcode}"
+
+
 class ParserProcess:
     def __init__(self, config: ChunkConfig, timeout_s: float) -> None:
         self._config = config
@@ -79,6 +118,8 @@ class ParserProcess:
         self._process: Any = None
         self._conn: Connection | None = None
         self._starting: Connection | None = None
+        # Files that never reached the worker: it had gone when they were sent.
+        self._undelivered: set[Path] = set()
 
     def prestart(self) -> None:
         """Start the worker now, without waiting for it: its imports then overlap whatever the
@@ -131,6 +172,7 @@ class ParserProcess:
         self._process = None
         self._conn = None
         self._starting = None
+        self._undelivered = set()
 
     def close(self) -> None:
         if self._conn is not None and self._process is not None and self._process.is_alive():
@@ -142,7 +184,12 @@ class ParserProcess:
         self._kill()
 
     def parse_stream(self, paths: Iterable[Path]) -> Iterator[tuple[Path, ParseOutcome]]:
-        """Yield (path, chunks or LoadError) in order; the next files parse meanwhile."""
+        """Yield (path, chunks or LoadError) in order; the next files parse meanwhile.
+
+        A worker that dies (killed for memory, say) costs the file it was reading, found by
+        the order of the replies; one that died between files costs none. Either way it is
+        restarted and given the files that were waiting.
+        """
         upcoming = iter(paths)
         pending: deque[Path] = deque()
 
@@ -154,22 +201,44 @@ class ParserProcess:
                 self._send(path)
                 pending.append(path)
 
+        def resend() -> None:
+            for waiting in pending:
+                self._send(waiting)
+
         refill()
+        retried: Path | None = None
         while pending:
-            path = pending.popleft()
-            outcome = self._receive(path)
-            if isinstance(outcome, LoadError) and self._conn is None:
-                for waiting in pending:  # the worker was restarted: hand it the queue again
-                    self._send(waiting)
+            path = pending[0]
+            outcome = self._receive(path, blame=retried == path)
+            if outcome is None:  # the worker died before this file reached it
+                retried = path
+                resend()
+                continue
+            pending.popleft()
+            if self._conn is None:  # the worker was stopped: hand a new one the queue
+                resend()
             refill()
             yield path, outcome
 
     def _send(self, path: Path) -> None:
         conn = self._conn if self._conn is not None else self._start()
-        conn.send(str(path))
+        if self._undelivered:  # the worker is gone: the rest waits for the next one
+            self._undelivered.add(path)
+            return
+        try:
+            conn.send(str(path))
+        except OSError:
+            self._undelivered.add(path)
 
-    def _receive(self, path: Path) -> ParseOutcome:
+    def _receive(self, path: Path, blame: bool = False) -> ParseOutcome | None:
+        """The worker's reply for `path`; None when the worker had gone before `path` reached
+        it (it is then stopped, and the caller sends the file again), unless `blame`."""
         assert self._conn is not None
+        if path in self._undelivered:  # every earlier reply was read: it died between files
+            cause = self._stop_dead_worker(None)
+            if not blame:
+                return None
+            return LoadError(f"the parser process stopped twice before reading this file ({cause})")
         try:
             ready = self._conn.poll(self._timeout_s)
             if not ready:
@@ -181,11 +250,28 @@ class ParserProcess:
                 )
             status, payload = self._conn.recv()
         except (EOFError, OSError):
-            self._kill()
-            return LoadError("the parser crashed on this file; is it corrupt?")
+            cause = self._stop_dead_worker(path)
+            return LoadError(
+                f"the parser process stopped while reading this file ({cause}); "
+                "is it corrupt, or too large for the memory available?"
+            )
         if status == "ok":
             return list(payload)
         return LoadError(str(payload))
+
+    def _stop_dead_worker(self, reading: Path | None) -> str:
+        """Reap a worker that died, log why in one line, and return why."""
+        process = self._process
+        if process is not None:
+            process.join(timeout=5)
+        cause = exit_cause(process.exitcode if process is not None else None)
+        self._kill()
+        log.warning(
+            "event=parser_died cause=%s while=%s; it is restarted for the next files",
+            cause,
+            f"reading {reading}" if reading is not None else "waiting between files",
+        )
+        return cause
 
     def __enter__(self) -> ParserProcess:
         return self

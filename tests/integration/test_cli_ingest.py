@@ -1,5 +1,6 @@
 """`appliance ingest`, `status` and `forget` end to end: real MiniLM, real Qdrant Edge."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,27 @@ def test_unwritable_data_dir_is_a_message_not_a_traceback(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "APPLIANCE_QDRANT_PATH" in result.stderr
+
+
+def test_file_name_that_is_not_utf8_is_reported_and_the_others_ingested(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    files = write_corpus(docs)
+    with open(os.path.join(os.fsencode(docs), b"bad\xff.txt"), "wb") as bad:
+        bad.write(b"A file whose name is not UTF-8.")
+    data = tmp_path / "data"
+
+    code, report = run_json(data, "ingest", str(docs))
+    assert code == 1
+    assert report["files"]["new"] == len(files)
+    assert [(Path(f["path"]).name, f["error"]) for f in report["files"]["failed"]] == [
+        ("bad\\xff.txt", "file name is not valid UTF-8: rename it and ingest it again")
+    ]
+    assert {Path(p[1]).name for p in index_snapshot(data).values()} == {
+        path.name for path in files.values()
+    }
+
+    result = run_cli(data, "ingest", str(docs))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"failed: {docs}/bad\\xff.txt: file name is not valid UTF-8" in result.stderr
+    assert f"0 new, 0 changed, {len(files)} unchanged" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -305,3 +306,49 @@ def test_close_stops_a_running_ingestion_and_later_writes(
         index.service.ingest([docs], ["everyone"], label="docs")
     with pytest.raises(ApplianceError, match="closed"):
         index.service.forget(str(docs))
+
+
+def test_watched_folder_with_names_that_are_not_utf8_is_indexed_and_followed(
+    open_index: Callable[..., Index], docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest import watch
+
+    monkeypatch.setattr(watch, "POLL_S", 0.2)
+    monkeypatch.setattr(watch, "RESCAN_S", 0.2, raising=False)
+    folder = os.fsencode(docs)
+    os.mkdir(os.path.join(folder, b"dir\xfe"))  # the file watcher cannot even start
+    with open(os.path.join(folder, b"bad\xff.txt"), "wb") as bad:
+        bad.write(b"Bad name facts.")
+    index = open_index()
+    watcher = watch.FolderWatcher(docs, ["everyone"], index.service, debounce_s=0.1)
+
+    def indexed() -> set[str]:
+        return {Path(e.source).name for e in index.service.documents()}
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not condition():
+            assert time.monotonic() < deadline, (watcher.runs, watcher.last_error)
+            time.sleep(0.1)
+
+    watcher.start()
+    try:
+        wait_for(lambda: indexed() == {"alpha.txt", "bravo.md", "charlie.txt"})
+        last = index.service.last
+        assert last is not None and last.report is not None
+        assert {Path(f.path).name for f in last.report.failed} == {"bad\\xff.txt", "dir\\xfe"}
+        assert watcher.last_error is None
+
+        (docs / "delta.txt").write_text("Delta facts.", encoding="utf-8")
+        wait_for(lambda: "delta.txt" in indexed())
+        runs = watcher.runs
+        time.sleep(1.5)  # nothing changes: no run retries the bad names
+        assert watcher.runs == runs
+
+        os.rmdir(os.path.join(folder, b"dir\xfe"))
+        os.remove(os.path.join(folder, b"bad\xff.txt"))
+        wait_for(lambda: watcher.runs > runs)  # back to the file watcher, which catches up
+        (docs / "echo.txt").write_text("Echo facts.", encoding="utf-8")
+        wait_for(lambda: "echo.txt" in indexed())
+    finally:
+        watcher.stop()

@@ -103,3 +103,24 @@ def test_pdf_without_text_layer_is_refused(tmp_path: Path) -> None:
     path = write_pdf(tmp_path / "scan.pdf", [""])
     with pytest.raises(LoadError, match="no extractable text"):
         load_sections(path)
+
+
+def test_utf16_with_an_unpaired_surrogate_is_invalid_utf16_not_binary(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"\xff\xfe" + b"\x00\xd8" + b"a\x00")
+    with pytest.raises(LoadError, match="invalid UTF-16") as raised:
+        load_sections(path)
+    assert "binary" not in str(raised.value)
+    assert "save the file as UTF-8" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"), [("notes.txt", "utf-16"), ("notes.md", "utf-16-be"), ("n.txt", "utf-32")]
+)
+def test_text_with_a_utf16_or_utf32_byte_order_mark_is_read(
+    tmp_path: Path, name: str, codec: str
+) -> None:
+    path = tmp_path / name
+    bom = "\ufeff" if codec.endswith("-be") else ""  # the -be codecs write no mark
+    path.write_bytes((bom + "# Wide\n\nThe café opens at nine.").encode(codec))
+    assert "The café opens at nine." in text_of(path)

@@ -1,10 +1,13 @@
 """Incremental ingestion on both store backends: Qdrant Edge and the Qdrant server."""
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from appliance.filehash import sha256_of_file
 from appliance.manifest import Manifest
 from ingest.chunking import ChunkConfig
 from ingest.pipeline import IngestPipeline, forget
@@ -139,3 +142,68 @@ def test_store_losing_points_is_detected_and_repaired(index: Index, docs: Path) 
     report = index.pipeline.run([docs], ["everyone"])
     assert report.changed == 1
     assert index.store.count(source=str(docs / "a.txt")) > 0
+
+
+def test_file_names_that_are_not_utf8_are_reported_and_the_rest_ingested(
+    index: Index, docs: Path
+) -> None:
+    folder = os.fsencode(docs)
+    with open(os.path.join(folder, b"bad\xff.txt"), "wb") as bad:
+        bad.write(b"Bad name facts.")
+    os.mkdir(os.path.join(folder, b"dir\xfe"))
+    with open(os.path.join(folder, b"dir\xfe", b"inside.txt"), "wb") as inside:
+        inside.write(b"Inside facts.")
+
+    report = index.pipeline.run([docs], ["everyone"])
+
+    assert report.new == 3
+    failed = {Path(f.path).name: f.error for f in report.failed}
+    assert set(failed) == {"bad\\xff.txt", "dir\\xfe"}
+    assert "not valid UTF-8: rename it" in failed["bad\\xff.txt"]
+    assert "not valid UTF-8" in failed["dir\\xfe"]
+    # Nothing stored or printed holds the undecodable name.
+    json.dumps(report.to_json(), ensure_ascii=False).encode("utf-8")
+    stored = [*index.store.source_counts(), *(e.source for e in index.manifest.entries())]
+    assert {Path(s).name for s in stored} == {"a.txt", "b.md", "c.txt"}
+
+    bad_path = Path(os.fsdecode(os.path.join(folder, b"bad\xff.txt")))
+    report = index.pipeline.run([bad_path], ["everyone"])
+    assert [(Path(f.path).name, f.error) for f in report.failed] == [
+        ("bad\\xff.txt", "path is not valid UTF-8: rename it and ingest it again")
+    ]
+
+
+def test_symbolic_link_loops_are_reported_as_skipped(index: Index, docs: Path) -> None:
+    (docs / "a-link.txt").symlink_to(docs / "b-link.txt")
+    (docs / "b-link.txt").symlink_to(docs / "a-link.txt")
+    (docs / "sub" / "self.txt").symlink_to(docs / "sub" / "self.txt")
+
+    report = index.pipeline.run([docs], ["everyone"])
+    assert report.new == 3
+    assert sorted(Path(f.path).name for f in report.failed) == [
+        "a-link.txt",
+        "b-link.txt",
+        "self.txt",
+    ]
+    assert all("symbolic link loop" in f.error for f in report.failed)
+
+    report = index.pipeline.run([docs / "sub" / "self.txt"], ["everyone"])
+    assert [Path(f.path).name for f in report.failed] == ["self.txt"]
+    assert "symbolic link loop" in report.failed[0].error
+
+
+def test_unexpected_error_on_one_file_fails_that_file_only(
+    index: Index, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest import pipeline
+
+    def hash_or_fail(path: Path) -> str:
+        if path.name == "b.md":
+            raise RuntimeError("hash engine jammed")
+        return sha256_of_file(path)
+
+    monkeypatch.setattr(pipeline, "sha256_of_file", hash_or_fail)
+    report = index.pipeline.run([docs], ["everyone"])
+    assert report.new == 2
+    assert [Path(f.path).name for f in report.failed] == ["b.md"]
+    assert "RuntimeError: hash engine jammed" in report.failed[0].error

@@ -1,8 +1,16 @@
+import logging
+import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from appliance.errors import LoadError, ParseTimeoutError
 from ingest.chunking import ChunkConfig
-from ingest.worker import ParserProcess
+from ingest.worker import LOOKAHEAD, ParserProcess
+
+WORKER = "appliance-parser"
 
 
 def test_slow_file_is_stopped_and_the_following_files_still_parse(
@@ -45,3 +53,69 @@ def test_prestarted_worker_returns_many_large_files_whole_and_in_order(
         text = " ".join(chunk.text for chunk in chunks)
         assert text.count(f"Document {number} sentence.") >= 3000
         assert f"Document {number + 1} sentence." not in text
+
+
+def test_worker_killed_during_a_run_is_logged_in_one_line_and_the_run_goes_on(
+    tmp_path: Path, embed_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # More files than the worker is handed at once: some are sent after it died.
+    files = []
+    for number in range(LOOKAHEAD + 6):
+        path = tmp_path / f"doc{number:02d}.txt"
+        path.write_text(f"Document {number}.", encoding="utf-8")
+        files.append(path)
+    config = ChunkConfig(embed_model_dir, 64, 8)
+    outcomes = []
+    with (
+        caplog.at_level(logging.WARNING, logger="ingest.worker"),
+        ParserProcess(config, timeout_s=60.0) as parser,
+    ):
+        for path, outcome in parser.parse_stream(files):
+            if not outcomes:
+                workers = [p for p in multiprocessing.active_children() if p.name == WORKER]
+                workers[0].kill()
+                workers[0].join()
+            outcomes.append((path, outcome))
+    assert [path for path, _ in outcomes] == files
+    failed = [outcome for _, outcome in outcomes if isinstance(outcome, LoadError)]
+    assert len(failed) <= 1  # at most the file it was reading when killed
+    assert all("killed by SIGKILL" in str(error) for error in failed)
+    died = [r for r in caplog.records if "event=parser_died" in r.getMessage()]
+    assert len(died) == 1
+    assert "killed by SIGKILL" in died[0].getMessage()
+    assert "\n" not in died[0].getMessage() and died[0].exc_info is None
+
+
+WORKER_ORPHAN_SCRIPT = """
+import os, sys
+from pathlib import Path
+from ingest.chunking import ChunkConfig
+from ingest.worker import ParserProcess
+
+if __name__ == "__main__":
+    parser = ParserProcess(ChunkConfig(Path(sys.argv[1]), 64, 8), 60.0)
+    print(list(parser.parse_stream([Path(sys.argv[2])]))[0][1][0].text, flush=True)
+    os._exit(0)  # killed, as far as the worker can tell
+"""
+
+
+def test_worker_whose_caller_died_says_so_in_one_line(
+    tmp_path: Path, embed_model_dir: Path
+) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(WORKER_ORPHAN_SCRIPT, encoding="utf-8")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Orphan facts.", encoding="utf-8")
+    # stderr is read to its end: until the orphaned worker has exited too.
+    result = subprocess.run(
+        [sys.executable, str(script), str(embed_model_dir), str(doc)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.stdout.strip() == "Orphan facts."
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "event=parser_worker" in line]
+    assert len(lines) == 1 and "went away" in lines[0], result.stderr
