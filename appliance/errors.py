@@ -21,6 +21,14 @@ class StoreLockedError(StoreError):
     """Another process owns the embedded store."""
 
 
+class IndexDamagedError(StoreError):
+    """The index's files are unreadable, or it holds fewer chunks than the manifest records."""
+
+
+class StoreSpaceError(StoreError):
+    """The volume has less free space than the embedded store maps."""
+
+
 class DimensionMismatchError(StoreError):
     """The embedding model does not match the collection's vectors."""
 

@@ -25,6 +25,7 @@ from appliance.rag import AnswerPolicy, Assistant
 from appliance.retrieval import Retriever
 from appliance.settings import Settings
 from appliance.store import CollectionMeta, VectorStore
+from appliance.store.check import check_index
 from appliance.store.factory import open_store
 from appliance.store.lock import OwnerLock
 
@@ -76,8 +77,18 @@ def build_embedder(settings: Settings) -> Embedder:
     )
 
 
-def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexServices:
-    """Open the store and manifest. Without an embedder, the collection's own dimension is used."""
+def open_index(
+    settings: Settings,
+    embedder: Embedder | None = None,
+    *,
+    rebuild: bool = False,
+    allow_damaged: bool = False,
+) -> IndexServices:
+    """Open the store and manifest. Without an embedder, the collection's own dimension is used.
+
+    An index holding fewer chunks than the manifest records is refused (IndexDamagedError,
+    naming `appliance repair`) unless `allow_damaged`; `rebuild` starts the collection empty.
+    """
     _check_backend(settings)
     model_dir = resolve_embed_model(settings.embed_model)
 
@@ -94,7 +105,7 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSer
 
     lock = _lock_data_dir(settings) if settings.qdrant_url else None
     try:
-        store = open_store(settings, vectors)
+        store = open_store(settings, vectors, rebuild)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -106,7 +117,14 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSer
         if lock is not None:
             lock.release()
         raise
-    return IndexServices(settings, model_dir, store, manifest, lock)
+    index = IndexServices(settings, model_dir, store, manifest, lock)
+    if not (rebuild or allow_damaged):
+        try:
+            check_index(store, manifest.entries()).raise_if_damaged()
+        except BaseException:
+            index.close()
+            raise
+    return index
 
 
 def _lock_data_dir(settings: Settings) -> OwnerLock:
@@ -193,14 +211,18 @@ class AnswerServices:
 
 
 def build_answer_services(
-    settings: Settings, load_generator: Callable[[], Generator] | None = None
+    settings: Settings,
+    load_generator: Callable[[], Generator] | None = None,
+    allow_damaged: bool = False,
 ) -> AnswerServices:
-    """Everything a question needs. The model itself loads on the first generated answer."""
+    """Everything a question needs. The model itself loads on the first generated answer.
+
+    `allow_damaged`: open a damaged index anyway (the server reports it on /healthz)."""
     check_llm_files(settings)
     embedder = build_embedder(settings)
-    index = open_index(settings, embedder)
+    index = open_index(settings, embedder, allow_damaged=allow_damaged)
     try:
-        audit = AuditLog(settings.audit_path)
+        audit = AuditLog(settings.audit_path, key_file=settings.resolved_audit_key_file)
     except Exception:
         index.close()
         raise

@@ -20,6 +20,7 @@ from appliance.domain import IngestReport
 from appliance.errors import ConfigError
 from appliance.models import describe_llm, resolve_embed_model
 from appliance.services import build_embedder, open_index
+from appliance.store.check import IndexCheck, check_index
 
 DEFAULT_GROUP = "everyone"
 
@@ -64,6 +65,8 @@ def ingest(
             embedder = build_embedder(settings)
             index = open_index(settings, embedder)
             try:
+                # Unreadable points would otherwise pass as "unchanged" files.
+                check_index(index.store, index.manifest.entries(), full=True).raise_if_damaged()
                 pipeline = IngestPipeline(
                     index.store,
                     embedder,
@@ -135,12 +138,21 @@ def forget(
 
 
 def status(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Also read every point back (payloads and vectors); exit 1 if it is damaged.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show documents, chunks, collection, store backend and location, the embedding model,
-    and the model that answers (APPLIANCE_LLM_MODEL, or the LLM server).
+    the model that answers (APPLIANCE_LLM_MODEL, or the LLM server), and whether the index
+    holds every chunk the manifest records (with --check: and can read them all).
 
-    The location is the embedded store's folder, or the Qdrant server's URL.
+    The location is the embedded store's folder, or the Qdrant server's URL. A damaged index
+    is named with its fix, `appliance repair`.
     """
     with user_errors():
         settings = settings_for_command()
@@ -148,10 +160,12 @@ def status(
         llm = describe_llm(settings.llm_model, settings.models_dir)
         if settings.llm_url:
             llm = {"server": settings.llm_url, "model": settings.llm_remote_model}
-        index = open_index(settings)
+        index = open_index(settings, allow_damaged=True)
         try:
             info = index.store.info()
-            documents = sum(1 for _ in index.manifest.entries())
+            entries = list(index.manifest.entries())
+            documents = len(entries)
+            health = check_index(index.store, entries, full=check)
         finally:
             index.close()
     data = {
@@ -171,9 +185,13 @@ def status(
         },
         "llm": llm,
         "adapter": adapter,
+        "index": health.to_json(),
     }
     if as_json:
         print_json(data)
+        if not health.ok:
+            typer.echo(f"error: {health.message()}", err=True)
+        _exit_if_damaged(health)
         return
     typer.echo(f"documents:  {documents}")
     typer.echo(f"chunks:     {info.points}")
@@ -189,3 +207,18 @@ def status(
         typer.echo(f"llm:        {llm['model']} at {llm['path']}{state}")
     if adapter is not None:
         typer.echo(f"adapter:    {adapter['path']} (sha256 {adapter['sha256'][:12]})")
+    _print_index_health(health)
+    _exit_if_damaged(health)
+
+
+def _print_index_health(health: IndexCheck) -> None:
+    scope = "every point read back" if health.full else "chunk counts match the manifest"
+    if health.ok:
+        typer.echo(f"index:      ok ({scope})")
+    else:
+        typer.echo(f"index:      DAMAGED: {health.message()}")
+
+
+def _exit_if_damaged(health: IndexCheck) -> None:
+    if not health.ok:
+        raise typer.Exit(EXIT_FAILED_FILES)

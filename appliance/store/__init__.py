@@ -61,6 +61,14 @@ class VectorStore(Protocol):
     def iter_payloads(self, page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's id and payload."""
 
+    def verify(self) -> None:
+        """Read every point's payload and score every vector; raise IndexDamagedError, naming
+        what cannot be read, where the store's files are damaged."""
+
+    @property
+    def damage(self) -> str | None:
+        """The read error this store met since it was opened (a damaged file), if any."""
+
     def flush(self) -> None:
         """Make every write so far durable."""
 

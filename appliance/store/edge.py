@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
 from appliance.domain import IndexedChunk, RetrievedPassage
-from appliance.errors import DimensionMismatchError, StoreError
+from appliance.errors import DimensionMismatchError, IndexDamagedError, StoreError
 from appliance.store import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
@@ -20,7 +22,9 @@ from appliance.store import (
     StoreInfo,
     scored_passage,
 )
+from appliance.store.check import REPAIR_HINT
 from appliance.store.lock import OwnerLock
+from appliance.store.space import check_space
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,21 @@ def read_collection_meta(root: Path, collection: str) -> dict[str, Any] | None:
     meta_file = root / f"{collection}.json"
     if not meta_file.is_file():
         return None
-    data: dict[str, Any] = json.loads(meta_file.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(meta_file.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        int(data["dimension"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise IndexDamagedError(
+            f"the collection file {meta_file} is damaged ({exc}). {REPAIR_HINT}."
+        ) from None
     return data
+
+
+def damaged_copy(root: Path, collection: str) -> Path:
+    """Where `appliance repair` moves a damaged collection while it rebuilds it."""
+    return root / f"{collection}.damaged"
 
 
 def read_meta(root: Path, collection: str) -> CollectionMeta | None:
@@ -66,6 +83,22 @@ def _write_collection_meta(root: Path, collection: str, meta: dict[str, Any]) ->
     temporary.replace(target)
 
 
+def _move_aside(root: Path, collection: str) -> None:
+    """Keep the damaged collection until its rebuild completes (`discard_damaged_copy`)."""
+    aside = damaged_copy(root, collection)
+    shard_dir = root / collection
+    meta_file = root / f"{collection}.json"
+    if shard_dir.exists() or meta_file.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir(parents=True)
+        if shard_dir.exists():
+            shard_dir.rename(aside / collection)
+        if meta_file.exists():
+            meta_file.rename(aside / meta_file.name)
+
+
+def discard_damaged_copy(root: Path, collection: str) -> None:
+    shutil.rmtree(damaged_copy(root, collection), ignore_errors=True)
 
 
 class EdgeStore:
@@ -84,13 +117,27 @@ class EdgeStore:
         self._shard: qe.EdgeShard | None = shard
         self._lock = lock
         self._meta = meta
+        self._damage: str | None = None
 
     @classmethod
-    def open(cls, root: Path, collection: str, dimension: int, embed_model: str) -> EdgeStore:
-        """Open (or create) the collection for vectors of `dimension` from `embed_model`."""
+    def open(
+        cls,
+        root: Path,
+        collection: str,
+        dimension: int,
+        embed_model: str,
+        rebuild: bool = False,
+    ) -> EdgeStore:
+        """Open (or create) the collection for vectors of `dimension` from `embed_model`.
+
+        `rebuild`: move the collection's files aside (to `damaged_copy`) and start it empty.
+        """
         lock = OwnerLock(root / f"{collection}.lock")
         lock.acquire()
         try:
+            if rebuild:
+                _move_aside(root, collection)
+            check_space(root / collection)
             meta = read_collection_meta(root, collection)
             if meta is not None and int(meta["dimension"]) != dimension:
                 raise DimensionMismatchError(
@@ -142,6 +189,28 @@ class EdgeStore:
         if self._shard is None:
             raise StoreError("the store is closed")
         return self._shard
+
+    @property
+    def damage(self) -> str | None:
+        return self._damage
+
+    @contextmanager
+    def _reading(self, action: str) -> Iterator[None]:
+        """A read the engine fails (a truncated payload or vector file) is damage: say so,
+        name the fix, and remember it for /healthz."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:
+            if str(exc).startswith("Wrong input"):
+                raise StoreError(f"Qdrant Edge refused to {action}: {exc}") from None
+            self._damage = f"cannot {action}: {exc}"
+            location = self._root / self._collection
+            raise IndexDamagedError(
+                f"the document index at {location} is damaged: Qdrant Edge cannot {action} "
+                f"({exc}). {REPAIR_HINT}."
+            ) from None
 
     def info(self) -> StoreInfo:
         return StoreInfo(
@@ -202,24 +271,41 @@ class EdgeStore:
         readable = qe.Filter(must=[qe.FieldCondition(key="acl", match=qe.MatchAny(list(groups)))])
         # Exact search: HNSW recall measured below 1.0 on this engine (DESIGN.md), and exact
         # scoring of a few hundred thousand 384-d vectors costs milliseconds.
-        points = self.shard.query(
-            qe.QueryRequest(
-                limit=limit,
-                query=qe.Query.Nearest(list(vector)),
-                filter=readable,
-                with_payload=True,
-                params=qe.SearchParams(exact=True),
+        with self._reading("search"):
+            points = self.shard.query(
+                qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest(list(vector)),
+                    filter=readable,
+                    with_payload=True,
+                    params=qe.SearchParams(exact=True),
+                )
             )
-        )
         return [scored_passage(point) for point in points]
+
+    def verify(self) -> None:
+        # Exact scoring reads every vector; the scroll reads every payload.
+        dimension = int(self._meta["dimension"])
+        with self._reading("read the vectors"):
+            self.shard.query(
+                qe.QueryRequest(
+                    limit=1,
+                    query=qe.Query.Nearest([1.0] * dimension),
+                    with_payload=False,
+                    params=qe.SearchParams(exact=True),
+                )
+            )
+        for _ in self.iter_payloads():
+            pass
 
     def iter_payloads(self, page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's id and payload, in id order."""
         offset: Any = None
         while True:
-            records, offset = self.shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=page, with_payload=True)
-            )
+            with self._reading("read the payloads"):
+                records, offset = self.shard.scroll(
+                    qe.ScrollRequest(offset=offset, limit=page, with_payload=True)
+                )
             for record in records:
                 yield str(record.id), dict(record.payload or {})
             if offset is None:

@@ -16,14 +16,24 @@ if TYPE_CHECKING:
 ChooseVectors = Callable[[CollectionMeta | None], tuple[int, str]]
 
 
-def open_store(settings: Settings, choose: ChooseVectors) -> VectorStore:
+def open_store(settings: Settings, choose: ChooseVectors, rebuild: bool = False) -> VectorStore:
+    """`rebuild`: start the collection empty (the embedded store's damaged files are moved
+    aside; a server's points are deleted), for `appliance repair` to fill again."""
     if settings.qdrant_url:
-        return _open_server(settings, settings.qdrant_url, choose)
+        store = _open_server(settings, settings.qdrant_url, choose)
+        if rebuild:
+            try:
+                for source in store.source_counts():
+                    store.delete_source(source)
+            except BaseException:
+                store.close()
+                raise
+        return store
     from appliance.store.edge import EdgeStore, read_meta
 
     root = settings.resolved_qdrant_path
-    dimension, name = choose(read_meta(root, settings.collection))
-    return EdgeStore.open(root, settings.collection, dimension, name)
+    dimension, name = choose(None if rebuild else read_meta(root, settings.collection))
+    return EdgeStore.open(root, settings.collection, dimension, name, rebuild=rebuild)
 
 
 def server_client(settings: Settings) -> QdrantClient:

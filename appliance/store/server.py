@@ -135,8 +135,6 @@ def _filter(source: str | None = None, doc_id: str | None = None) -> models.Filt
     return models.Filter(must=must) if must else None
 
 
-
-
 def _inspect(client: QdrantClient, collection: str) -> models.CollectionInfo | None:
     if not client.collection_exists(collection):
         return None
@@ -341,6 +339,16 @@ class QdrantServerStore:
                 yield str(record.id), dict(record.payload or {})
             if offset is None:
                 return
+
+    def verify(self) -> None:
+        """Read every payload back. The server keeps its own files whole (WAL, replicas); what
+        this can show is points it cannot return."""
+        for _ in self.iter_payloads():
+            pass
+
+    @property
+    def damage(self) -> str | None:
+        return None
 
     def flush(self) -> None:
         """Nothing to do: every write waited for the server to apply it."""

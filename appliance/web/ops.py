@@ -1,8 +1,10 @@
 """`/healthz` for orchestrators (no login) and `/metrics` for Prometheus (any user or key).
 
 `/healthz` is 503 until the model can answer (loaded in this process, or its LLM server
-reachable), the store is open and the audit log writable. It says which part is down; the
-reason goes to the log."""
+reachable), the store is open and whole (`index_ok`: every chunk the manifest records is
+there and the store has read its points; a count comparison cached for 30 s, the full read
+at start) and the audit log writable. It says which part is down; the reason goes to the
+log."""
 
 from __future__ import annotations
 
@@ -59,7 +61,12 @@ def build_router(health: Callable[[], dict[str, Any]], metrics: Metrics) -> APIR
         report = _public(health())
         # A remote model is ready when its server answers; a local one once it is loaded.
         model_ready = report.get("llm_reachable", report["model_loaded"])
-        ready = model_ready and report["store_open"] and report["audit_writable"]
+        ready = (
+            model_ready
+            and report["store_open"]
+            and report.get("index_ok", True)
+            and report["audit_writable"]
+        )
         report["status"] = "ok" if ready else "unavailable"
         return JSONResponse(report, status_code=200 if ready else 503)
 

@@ -1,0 +1,104 @@
+"""`repair`: rebuild a damaged document index from the documents the manifest records."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from appliance.cli.common import EXIT_FAILED_FILES, print_json, settings_for_command, user_errors
+from appliance.domain import DocumentEntry
+from appliance.manifest import Manifest
+from appliance.models import resolve_embed_model
+from appliance.services import build_embedder, open_index
+from appliance.store.check import check_index
+
+
+def repair(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Rebuild the document index from the files the manifest records.
+
+    For a damaged index (`appliance status --check` says what is wrong): the collection is
+    started empty (the embedded store's damaged files are kept in <collection>.damaged until
+    the rebuild completes) and every recorded file is parsed and embedded again with its
+    document groups. The audit log, users and uploaded files are not touched; chunk ids are
+    the same as before, so audit records still name them. A recorded file that is no longer
+    on disk is dropped from the manifest and listed; the exit code is then 1.
+    """
+    from ingest.chunking import ChunkConfig, check_chunk_size
+    from ingest.pipeline import IngestPipeline
+    from ingest.worker import ParserProcess
+
+    with user_errors():
+        settings = settings_for_command()
+        started = time.monotonic()
+        manifest = Manifest(settings.manifest_path)
+        try:
+            entries = list(manifest.entries())
+        finally:
+            manifest.close()
+        model_dir = resolve_embed_model(settings.embed_model)
+        check_chunk_size(model_dir, settings.chunk_size)
+        config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
+        with ParserProcess(config, settings.parse_timeout_s) as parser:
+            parser.prestart()
+            embedder = build_embedder(settings)
+            index = open_index(settings, embedder, rebuild=True)
+            try:
+                present = [e for e in entries if Path(e.source).is_file()]
+                gone = [e for e in entries if not Path(e.source).is_file()]
+                for entry in gone:
+                    index.manifest.remove(entry.source)
+                pipeline = IngestPipeline(
+                    index.store,
+                    embedder,
+                    index.manifest,
+                    parser,
+                    int(settings.max_file_size_mb * 1_000_000),
+                )
+                failed: list[dict[str, str]] = []
+                for groups, paths in _by_groups(present).items():
+                    report = pipeline.run(paths, list(groups))
+                    failed.extend({"path": f.path, "error": f.error} for f in report.failed)
+                index.store.flush()
+                result = check_index(index.store, index.manifest.entries(), full=True)
+            finally:
+                index.close()
+        if result.ok and settings.qdrant_url is None:
+            from appliance.store.edge import discard_damaged_copy
+
+            discard_damaged_copy(settings.resolved_qdrant_path, settings.collection)
+    summary: dict[str, Any] = {
+        "documents": result.documents,
+        "chunks": result.chunks,
+        "missing_files": [e.source for e in gone],
+        "failed": failed,
+        "index": result.to_json(),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        typer.echo(
+            f"rebuilt: {result.documents} documents, {result.chunks} chunks "
+            f"({summary['seconds']:.1f} s); audit log and document groups kept"
+        )
+        for entry in gone:
+            typer.echo(f"missing: {entry.source} is no longer on disk: dropped", err=True)
+        for item in failed:
+            typer.echo(f"failed: {item['path']}: {item['error']}", err=True)
+        if not result.ok:
+            typer.echo(f"error: {result.message()}", err=True)
+    if gone or failed or not result.ok:
+        raise typer.Exit(EXIT_FAILED_FILES)
+
+
+def _by_groups(entries: list[DocumentEntry]) -> dict[tuple[str, ...], list[Path]]:
+    groups: dict[tuple[str, ...], list[Path]] = defaultdict(list)
+    for entry in entries:
+        groups[entry.acl].append(Path(entry.source))
+    return dict(groups)
