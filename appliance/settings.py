@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("./data"), description="Where the appliance keeps its state (index, manifest, models)."
     )
+    audit_key_file: Path | None = Field(
+        None,
+        description="Secret key of the audit chain (HMAC-SHA256): a file outside the data "
+        "directory, ideally mounted read-only. Default: $XDG_CONFIG_HOME/appliance/audit.key "
+        "(~/.config/appliance/audit.key), created (0600) on first start if missing.",
+    )
     docs_dir: Path | None = Field(
         None, description="The organisation's documents folder; ingested when no PATH is given."
     )
@@ -305,6 +311,13 @@ class Settings(BaseSettings):
     @property
     def audit_path(self) -> Path:
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        if self.audit_key_file is not None:
+            return self.audit_key_file.expanduser()
+        config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(config_home) / "appliance" / "audit.key"
 
     @property
     def users_path(self) -> Path:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from appliance.audit.guards import GUARD_TRIGGERS, restore_guards
+from appliance.audit.keys import PLAIN_SCHEME, AuditKey, open_key, scheme_key_id
 from appliance.audit.records import (
     GENESIS_HASH,
     AuditEntry,
@@ -44,6 +46,8 @@ __all__ = ["GENESIS_HASH", "AuditLog", "VerifyResult"]
 MIN_FREE_BYTES = 1_000_000
 DOC_ID = re.compile(r"[0-9a-f]{64}")
 
+# json_valid first: a damaged body must stay readable by `verify`, not fail every write.
+STARTED_ID = "CASE WHEN json_valid(body) THEN json_extract(body, '$.started_id') END"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE records (
@@ -69,13 +73,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX record_documents_doc_id ON record_documents (doc_id, seq)",
         "CREATE INDEX record_documents_source ON record_documents (source, seq)",
-        *(
-            f"""CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
-            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"""
-            for table in ("records", "record_documents")
-            for action in ("UPDATE", "DELETE")
-        ),
+        *GUARD_TRIGGERS.values(),
     ),
+    # The completion record of a streamed answer names its "started" record.
+    (f"CREATE INDEX records_started_id ON records ({STARTED_ID})",),
+    # How each record's hash was made: plain sha256 (records written before the chain was
+    # keyed) or "hmac-sha256:<key id>" (see appliance.audit.keys).
+    (f"ALTER TABLE records ADD COLUMN hash_scheme TEXT NOT NULL DEFAULT '{PLAIN_SCHEME}'",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -108,11 +112,24 @@ def _contains_folded(haystack: str | None, needle: str) -> bool:
 
 class AuditLog:
     def __init__(
-        self, path: Path, *, read_only: bool = False, busy_timeout_s: float = 10.0
+        self,
+        path: Path,
+        *,
+        read_only: bool = False,
+        busy_timeout_s: float = 10.0,
+        key_file: Path | None = None,
     ) -> None:
-        """Open (creating and migrating unless `read_only`) the audit log at `path`."""
+        """Open (creating and migrating unless `read_only`) the audit log at `path`.
+
+        With `key_file` (kept outside the data directory) the chain is keyed: new records are
+        hashed with HMAC-SHA256 under that key, created (0600) if missing while the log holds
+        no keyed record. Without it, records are hashed with plain SHA-256, and appending to a
+        keyed log is refused. A writable open restores the append-only guard triggers.
+        """
         self.path = path
         self.read_only = read_only
+        self.key_file = key_file
+        self.key: AuditKey | None = None
         self._timeout = busy_timeout_s
         self._lock = threading.Lock()
         try:
@@ -124,6 +141,23 @@ class AuditLog:
                 f"cannot open the audit log {path} ({exc}): check that the data directory is "
                 "writable and the file is an audit log; restore a damaged one from backup"
             ) from None
+        try:
+            self.key = open_key(
+                key_file, log_path=path, log_key_id=self._log_key_id(), read_only=read_only
+            )
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _log_key_id(self) -> str | None:
+        """The key id of the latest keyed record, or None when no record is keyed."""
+        rows = self._read(
+            "SELECT hash_scheme FROM records WHERE hash_scheme != ? ORDER BY seq DESC LIMIT 1",
+            (PLAIN_SCHEME,),
+        )
+        if not rows:
+            return None
+        return scheme_key_id(str(rows[0][0])) or str(rows[0][0])
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only and not self.path.is_file():
@@ -142,6 +176,8 @@ class AuditLog:
                 db.execute("PRAGMA synchronous=FULL")
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
             self._migrate(db)
+            if not self.read_only:
+                self._restore_guards(db)
             db.create_function("contains_folded", 2, _contains_folded, deterministic=True)
         except BaseException:
             db.close()
@@ -156,6 +192,23 @@ class AuditLog:
                 "which a read-only open cannot do"
             )
         migrate(db, MIGRATIONS, self.path)
+
+    def _restore_guards(self, db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            changed = restore_guards(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if changed:
+            log.warning(
+                "event=audit_guards_restored path=%s triggers=%s (the file was edited outside "
+                "the appliance: run `appliance audit verify`)",
+                self.path,
+                ",".join(changed),
+            )
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -182,13 +235,22 @@ class AuditLog:
     def append(self, entry: AuditEntry) -> AuditRecord:
         """Write one record at the end of the chain and return it as stored."""
         with self._write("write a record") as db:
-            last = db.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+            last = db.execute(
+                "SELECT seq, hash, hash_scheme FROM records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            if last and self.key is None and last[2] != PLAIN_SCHEME:
+                raise AuditError(
+                    f"the audit log {self.path} is keyed: it takes records only from an "
+                    "appliance that has its key file (APPLIANCE_AUDIT_KEY_FILE)"
+                )
             seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
             created_at = utc_timestamp(datetime.now(UTC))
             body = build_body(seq, str(uuid.uuid4()), created_at, prev_hash, entry)
-            record = record_from_body(body, compute_hash(body))
+            secret = self.key.secret if self.key else None
+            record = record_from_body(body, compute_hash(body, secret))
             db.execute(
-                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records (seq, id, created_at, user_name, channel, outcome, "
+                "prev_hash, hash, body, hash_scheme) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     seq,
                     record.id,
@@ -199,6 +261,7 @@ class AuditLog:
                     prev_hash,
                     record.hash,
                     body,
+                    self.key.scheme if self.key else PLAIN_SCHEME,
                 ),
             )
             db.executemany(
@@ -243,7 +306,7 @@ class AuditLog:
             expected_head = chain_hash(expected_head)
         try:
             with closing(self._reader()) as db:
-                result = verify_chain(db, expected_head)
+                result = verify_chain(db, expected_head, self.key, self.key_file)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read the audit log {self.path}: {exc}") from None
         log.info("audit_verify ok=%s count=%d seq=%s", result.ok, result.count, result.seq)
@@ -271,14 +334,22 @@ class AuditLog:
         cited_only: bool = False,
         newest_first: bool = False,
         offset: int = 0,
+        with_completed_starts: bool = False,
     ) -> list[AuditRecord]:
         """Records matching every filter given, oldest first unless `newest_first`.
 
         `since` is inclusive, `until` exclusive (naive datetimes are UTC). `document` is a doc
         id, a file path or a folder (every source under it); `cited_only` keeps the answers
         that cited it. `text` is a case-insensitive substring of the question or the answer.
+        A "started" record whose answer has its own record is left out (that record says
+        more) unless `with_completed_starts`; one left alone marks a stream that was cut.
         """
         where, params = _filters(since, until, user, document, text, cited_only)
+        if not with_completed_starts:
+            where += (
+                " AND NOT (outcome = 'started' AND id IN"
+                f" (SELECT {STARTED_ID} FROM records WHERE {STARTED_ID} IS NOT NULL))"
+            )
         order = "DESC" if newest_first else "ASC"
         sql = f"SELECT seq, body, hash FROM records WHERE {where} ORDER BY seq {order}"
         sql += " LIMIT ? OFFSET ?"

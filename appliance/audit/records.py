@@ -8,6 +8,7 @@ and re-serialising a body gives the same text, hence the same hash.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 from dataclasses import dataclass
@@ -17,9 +18,17 @@ from typing import Any, Literal, cast, get_args
 from appliance.errors import AuditError
 
 # no-answer: the model said the passages do not hold the answer; unsupported: no sentence of
-# the model's answer is supported by the passages it cites (see appliance.verification).
+# the model's answer is supported by the passages it cites (see appliance.verification);
+# started: a streamed answer is about to be shown (its completion record names this one).
 Outcome = Literal[
-    "answered", "nothing-found", "retrieved", "refused", "error", "no-answer", "unsupported"
+    "answered",
+    "nothing-found",
+    "retrieved",
+    "refused",
+    "error",
+    "no-answer",
+    "unsupported",
+    "started",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 BODY_FORMAT = 1
@@ -56,6 +65,8 @@ class AuditEntry:
     channel: str = "cli"
     # Per sentence of the answer: its citations, whether they support it, and the quote.
     sentences: tuple[dict[str, Any], ...] | None = None
+    # The id of the "started" record written before a streamed answer was shown.
+    started_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,8 +123,13 @@ def canonical_json(data: dict[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def body_hash(body_text: str) -> str:
-    return hashlib.sha256(body_text.encode("utf-8")).hexdigest()
+def body_hash(body_text: str, key: bytes | None = None) -> str:
+    """The chain hash of a body: HMAC-SHA256 under the audit key, or plain SHA-256 without one
+    (records written before the chain was keyed)."""
+    data = body_text.encode("utf-8")
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 def passage_to_dict(passage: AuditPassage) -> dict[str, Any]:
@@ -133,7 +149,7 @@ def passage_to_dict(passage: AuditPassage) -> dict[str, Any]:
 def entry_to_dict(entry: AuditEntry) -> dict[str, Any]:
     if entry.outcome not in OUTCOMES:
         raise AuditError(f"unknown audit outcome {entry.outcome!r}: expected one of {OUTCOMES}")
-    return {
+    data: dict[str, Any] = {
         "user": entry.user,
         "groups": list(entry.groups),
         "channel": entry.channel,
@@ -148,6 +164,9 @@ def entry_to_dict(entry: AuditEntry) -> dict[str, Any]:
         "error": entry.error,
         "sentences": None if entry.sentences is None else plain(list(entry.sentences)),
     }
+    if entry.started_id is not None:  # absent from records of answers that were not streamed
+        data["started_id"] = entry.started_id
+    return data
 
 
 def build_body(seq: int, record_id: str, created_at: str, prev_hash: str, entry: AuditEntry) -> str:
@@ -199,6 +218,7 @@ def record_from_body(body_text: str, record_hash: str) -> AuditRecord:
         error=data.get("error"),
         channel=str(data.get("channel", "cli")),
         sentences=_sentences(data.get("sentences")),
+        started_id=data.get("started_id"),
     )
     return AuditRecord(
         seq=int(data["seq"]),

@@ -2,7 +2,10 @@
 or reordered (or the truncation, when a head hash kept elsewhere is no longer in the log).
 
 Records are named by the sequence number they are stored under; the content of each record
-(its body) is what its hash covers, so the stored columns are checked against it.
+(its body) is what its hash covers, so the stored columns are checked against it. A keyed
+record's hash is checked with the audit key; a plain SHA-256 record after a keyed one is a
+downgrade (someone without the key rewrote the chain from there). The append-only guard
+triggers are checked too.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
+from appliance.audit.guards import describe_guard_problems, guard_problems
+from appliance.audit.keys import PLAIN_SCHEME, AuditKey, scheme_key_id
 from appliance.audit.records import (
     GENESIS_HASH,
     AuditRecord,
@@ -21,8 +27,8 @@ from appliance.audit.records import (
 )
 
 ROWS_SQL = (
-    "SELECT seq, id, created_at, user_name, channel, outcome, prev_hash, hash, body "
-    "FROM records ORDER BY seq"
+    "SELECT seq, id, created_at, user_name, channel, outcome, prev_hash, hash, body, "
+    "hash_scheme FROM records ORDER BY seq"
 )
 
 
@@ -32,6 +38,7 @@ class VerifyResult:
     count: int
     message: str
     seq: int | None = None
+    keyed: int = 0  # records hashed with the audit key (the others: plain SHA-256)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class _Row:
     prev_hash: str
     hash: str
     body: str
+    hash_scheme: str
 
     @property
     def name(self) -> str:
@@ -61,37 +69,79 @@ class _Problem(Exception):
         self.seq = seq
 
 
-def verify_chain(db: sqlite3.Connection, expected_head: str | None) -> VerifyResult:
-    """Walk the whole log in one read snapshot; the first problem found is reported."""
+def verify_chain(
+    db: sqlite3.Connection,
+    expected_head: str | None,
+    key: AuditKey | None = None,
+    key_file: Path | None = None,
+) -> VerifyResult:
+    """Walk the whole log in one read snapshot; the first problem found is reported.
+
+    `key` checks keyed records; `key_file` is where it was looked for (named in messages).
+    """
     db.execute("BEGIN")
     try:
-        return _verify(db, expected_head)
+        return _verify(db, expected_head, _Keys(key, key_file))
     finally:
         db.execute("COMMIT")
 
 
-def _verify(db: sqlite3.Connection, expected_head: str | None) -> VerifyResult:
-    count = 0
+@dataclass(frozen=True)
+class _Keys:
+    key: AuditKey | None
+    key_file: Path | None
+
+    def describe(self) -> str:
+        if self.key is not None:
+            return f"key file {self.key.path}, key id {self.key.id}"
+        if self.key_file is not None:
+            return f"no key file at {self.key_file}"
+        return "no audit key configured"
+
+
+def _verify(db: sqlite3.Connection, expected_head: str | None, keys: _Keys) -> VerifyResult:
+    count = keyed = 0
     previous: _Previous = None
+    guards = describe_guard_problems(*guard_problems(db))
     try:
         for values in db.execute(ROWS_SQL):
             row = _Row(*values)
-            previous = (row, _check_row(db, row, previous, count + 1))
+            previous = (row, _check_row(db, row, previous, count + 1, keys))
             count += 1
+            keyed += row.hash_scheme != PLAIN_SCHEME
         _check_orphan_documents(db)
         _check_head(db, expected_head, previous[0] if previous else None)
     except _Problem as problem:
-        return VerifyResult(False, count, problem.message, problem.seq)
-    message = f"{count} records verified"
+        also = f"; also, {guards}" if guards else ""
+        return VerifyResult(False, count, problem.message + also, problem.seq, keyed)
+    if guards:
+        return VerifyResult(False, count, guards[0].upper() + guards[1:], None, keyed)
+    message = f"{count} records verified" + _scheme_summary(count, keyed, keys)
     if expected_head is not None:
         message += f"; head {expected_head} is in the chain"
-    return VerifyResult(True, count, message)
+    return VerifyResult(True, count, message, None, keyed)
+
+
+def _scheme_summary(count: int, keyed: int, keys: _Keys) -> str:
+    """Which records the key protects (keyed records always follow the unkeyed ones)."""
+    if count == 0:
+        return ""
+    if keyed == count:
+        return f", keyed with HMAC-SHA256 ({keys.describe()})"
+    unkeyed = "unkeyed (plain SHA-256: whoever can write the file can rewrite them)"
+    if keyed == 0:
+        return f", {unkeyed}; {keys.describe()}"
+    first = count - keyed + 1
+    return (
+        f": records 1 to {first - 1} {unkeyed}, records {first} to {count} keyed with "
+        f"HMAC-SHA256 ({keys.describe()})"
+    )
 
 
 def _check_row(
-    db: sqlite3.Connection, row: _Row, previous: _Previous, position: int
+    db: sqlite3.Connection, row: _Row, previous: _Previous, position: int, keys: _Keys
 ) -> AuditRecord:
-    record = _check_content(row)
+    record = _check_content(row, previous, keys)
     if record.prev_hash != (previous[0].hash if previous else GENESIS_HASH):
         raise _link_problem(db, row, record, previous)
     _check_columns(row, record)
@@ -105,15 +155,44 @@ def _check_row(
     return record
 
 
-def _check_content(row: _Row) -> AuditRecord:
+def _check_content(row: _Row, previous: _Previous, keys: _Keys) -> AuditRecord:
     try:
         record = record_from_body(row.body, row.hash)
         canonical = canonical_json(json.loads(row.body))
     except (ValueError, KeyError, TypeError):
         raise _Problem(f"{row.name} was altered: its content cannot be read", row.seq) from None
-    if body_hash(canonical) != row.hash:
+    if body_hash(canonical, _secret(row, previous, keys)) != row.hash:
         raise _Problem(f"{row.name} was altered: its hash does not match its content", row.seq)
     return record
+
+
+def _secret(row: _Row, previous: _Previous, keys: _Keys) -> bytes | None:
+    """The key `row`'s hash is checked with (None: plain SHA-256), or the problem why not."""
+    if row.hash_scheme == PLAIN_SCHEME:
+        if previous is not None and previous[0].hash_scheme != PLAIN_SCHEME:
+            raise _Problem(
+                f"{row.name} was altered: it is hashed without the audit key after keyed "
+                "records (a downgrade: the chain was rewritten from here without the key)",
+                row.seq,
+            )
+        return None
+    key_id = scheme_key_id(row.hash_scheme)
+    if key_id is None:
+        raise _Problem(f"{row.name} was altered: unknown hash scheme {row.hash_scheme!r}", row.seq)
+    if keys.key is None:
+        raise _Problem(
+            f"{row.name} is keyed (HMAC-SHA256, key id {key_id}) and cannot be checked: "
+            f"{keys.describe()} (set APPLIANCE_AUDIT_KEY_FILE to the log's key file)",
+            row.seq,
+        )
+    if key_id != keys.key.id:
+        raise _Problem(
+            f"{row.name} was keyed with another audit key (key id {key_id}, not the "
+            f"{keys.describe()}): use the key file this log was written with, or the record "
+            "was altered",
+            row.seq,
+        )
+    return keys.key.secret
 
 
 def _check_columns(row: _Row, record: AuditRecord) -> None:

@@ -30,9 +30,9 @@ class ExportFormat(StrEnum):
     jsonl = "jsonl"
 
 
-def _open_log(path: Path) -> AuditLog | None:
-    """The log at `path`, read-only, or None when there is none yet."""
-    return AuditLog(path, read_only=True) if path.exists() else None
+def _open_log(path: Path, key_file: Path | None = None) -> AuditLog | None:
+    """The log at `path`, read-only (with its key file, if any), or None when there is none yet."""
+    return AuditLog(path, read_only=True, key_file=key_file) if path.exists() else None
 
 
 def parse_moment(value: str, *, end_of_day: bool = False) -> datetime:
@@ -76,21 +76,31 @@ def verify(
 ) -> None:
     """Check the audit log's hash chain, record by record.
 
-    Prints "N records verified" (exit 0), or the first record that was altered, deleted,
-    inserted or reordered (exit 1). With --expect-head, a head hash kept elsewhere must still
-    be in the chain, so a truncated or rewritten log is caught too.
+    Prints "N records verified" and whether they are keyed with the audit key (HMAC-SHA256,
+    APPLIANCE_AUDIT_KEY_FILE) and where that key is (exit 0), or the first record that was
+    altered, deleted, inserted, reordered or rewritten without the key, or missing append-only
+    guard triggers (exit 1). With --expect-head, a head hash kept elsewhere must still be in
+    the chain, so a truncated or rewritten log is caught too.
     """
     with user_errors():
-        path = settings_for_command().audit_path
+        settings = settings_for_command()
+        key_file = settings.resolved_audit_key_file
         try:
-            log = _open_log(path)
+            log = _open_log(settings.audit_path, key_file)
         except AuditError as exc:
             result = VerifyResult(False, 0, str(exc))
         else:
             result = _verify(log, expect_head)
     if as_json:
         print_json(
-            {"ok": result.ok, "records": result.count, "message": result.message, "seq": result.seq}
+            {
+                "ok": result.ok,
+                "records": result.count,
+                "message": result.message,
+                "seq": result.seq,
+                "keyed": result.keyed,
+                "key_file": str(key_file),
+            }
         )
     elif result.ok:
         typer.echo(result.message)

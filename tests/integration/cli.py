@@ -15,6 +15,8 @@ from appliance.store.edge import EdgeStore, read_collection_meta
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     env["APPLIANCE_DATA_DIR"] = str(data_dir)
+    # The audit key lives outside the data directory, as in production; never in ~/.config.
+    env["APPLIANCE_AUDIT_KEY_FILE"] = str(data_dir.parent / "audit-key" / "audit.key")
     env.update(extra)
     return env
 

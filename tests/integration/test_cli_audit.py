@@ -1,9 +1,11 @@
 """`appliance audit verify`, `head` and `export` in a child process, on a log filled through
-the Python API and then tampered with as an attacker with the file would."""
+the Python API (keyed with an audit key outside the data directory) and then tampered with as
+an attacker with the file, but not the key, would."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import sqlite3
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance.audit import AuditLog, AuditRecord
+from appliance.audit.guards import GUARD_TRIGGERS
 from tests.integration.cli import run_cli, run_json
 from tests.unit.test_audit_log import DOC_A, DOC_B, make_entry, make_passage
 
@@ -24,9 +27,17 @@ def audit_path(data: Path) -> Path:
     return data / "audit.sqlite3"
 
 
+def key_path(data: Path) -> Path:
+    return data.parent / "secrets" / "audit.key"
+
+
+def key_env(data: Path) -> dict[str, str]:
+    return {"APPLIANCE_AUDIT_KEY_FILE": str(key_path(data))}
+
+
 def fill(data: Path, docs: Path) -> list[AuditRecord]:
     leave, vpn = str(docs / "hr" / "leave.pdf"), str(docs / "it" / "vpn.md")
-    with AuditLog(audit_path(data)) as log:
+    with AuditLog(audit_path(data), key_file=key_path(data)) as log:
         return [
             log.append(make_entry(user="alice", passages=(make_passage(1, DOC_A, leave),))),
             log.append(make_entry(user="bob", passages=(make_passage(1, DOC_B, vpn),))),
@@ -34,18 +45,22 @@ def fill(data: Path, docs: Path) -> list[AuditRecord]:
         ]
 
 
-def run(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = run_cli(data, "audit", *args)
+def run(data: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    result = run_cli(data, "audit", *args, **{**key_env(data), **env})
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
 
-def tamper(data: Path, statement: str) -> None:
+def tamper(data: Path, statement: str, *, put_guards_back: bool = True) -> None:
+    """Drop the guards, run `statement`, and put the guards back to cover the tracks."""
     db = sqlite3.connect(audit_path(data), isolation_level=None)
     try:
         db.execute("DROP TRIGGER records_no_update")
         db.execute("DROP TRIGGER records_no_delete")
         db.execute(statement)
+        if put_guards_back:
+            db.execute(GUARD_TRIGGERS["records_no_update"])
+            db.execute(GUARD_TRIGGERS["records_no_delete"])
     finally:
         db.close()
 
@@ -64,25 +79,39 @@ def test_a_missing_log_holds_no_records_and_is_not_created(data: Path) -> None:
     result = run(data, "verify")
     assert (result.returncode, result.stdout.strip()) == (0, "0 records verified")
     assert "empty" in run(data, "head").stdout
-    assert run_json(data, "audit", "head") == (0, {"seq": 0, "hash": "0" * 64})
+    assert run_json(data, "audit", "head", **key_env(data)) == (0, {"seq": 0, "hash": "0" * 64})
     export = run(data, "export", "--format", "csv")
     assert export.returncode == 0
     assert export.stdout.splitlines()[0].startswith("seq,id,created_at,user")
-    assert not data.exists()
+    assert not data.exists() and not key_path(data).exists()
     assert run(data, "verify", "--expect-head", "1" * 64).returncode == 1
 
 
 def test_verify_and_head_on_a_clean_log(data: Path, docs: Path) -> None:
     records = fill(data, docs)
+    key = key_path(data)
+    summary = f"3 records verified, keyed with HMAC-SHA256 (key file {key}, key id "
     result = run(data, "verify")
-    assert (result.returncode, result.stdout.strip()) == (0, "3 records verified")
-    code, report = run_json(data, "audit", "verify")
+    assert result.returncode == 0 and result.stdout.startswith(summary)
+    code, report = run_json(data, "audit", "verify", **key_env(data))
     assert code == 0
-    assert report == {"ok": True, "records": 3, "message": "3 records verified", "seq": None}
+    assert report["message"].startswith(summary)
+    assert report == {
+        "ok": True,
+        "records": 3,
+        "message": report["message"],
+        "seq": None,
+        "keyed": 3,
+        "key_file": str(key),
+    }
+    assert key.read_text().strip() not in result.stdout + json.dumps(report)
     head = run(data, "head")
     assert head.returncode == 0
     assert "3" in head.stdout and records[-1].hash in head.stdout
-    assert run_json(data, "audit", "head") == (0, {"seq": 3, "hash": records[-1].hash})
+    assert run_json(data, "audit", "head", **key_env(data)) == (
+        0,
+        {"seq": 3, "hash": records[-1].hash},
+    )
     assert run(data, "verify", "--expect-head", records[-1].hash).returncode == 0
 
 
@@ -92,8 +121,48 @@ def test_verify_reports_an_altered_record(data: Path, docs: Path) -> None:
     result = run(data, "verify")
     assert result.returncode == 1
     assert f"record 1 (id {records[0].id}) was altered" in result.stderr
-    code, report = run_json(data, "audit", "verify")
+    code, report = run_json(data, "audit", "verify", **key_env(data))
     assert (code, report["ok"], report["seq"], report["records"]) == (1, False, 1, 0)
+
+
+def test_verify_reports_a_rewrite_without_the_key(data: Path, docs: Path) -> None:
+    records = fill(data, docs)
+    db = sqlite3.connect(audit_path(data))
+    body, prev_hash = db.execute("SELECT body, prev_hash FROM records WHERE seq = 3").fetchone()
+    db.close()
+    forged = json.loads(body)
+    forged["question"] = "something else"
+    text = json.dumps(forged, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    plain = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    tamper(
+        data,
+        f"UPDATE records SET body = '{text}', hash = '{plain}', hash_scheme = 'sha256' "
+        "WHERE seq = 3",
+    )
+    result = run(data, "verify")
+    assert result.returncode == 1
+    assert f"record 3 (id {records[2].id}) was altered" in result.stderr
+    assert "downgrade" in result.stderr
+    assert prev_hash == records[1].hash
+
+
+def test_verify_reports_dropped_guards(data: Path, docs: Path) -> None:
+    fill(data, docs)
+    tamper(data, "SELECT 1", put_guards_back=False)
+    result = run(data, "verify")
+    assert result.returncode == 1
+    assert "records_no_update, records_no_delete are missing" in result.stderr
+
+
+def test_verify_without_the_key_file_cannot_check_a_keyed_log(
+    data: Path, docs: Path, tmp_path: Path
+) -> None:
+    fill(data, docs)
+    missing = tmp_path / "elsewhere" / "audit.key"
+    result = run(data, "verify", APPLIANCE_AUDIT_KEY_FILE=str(missing))
+    assert result.returncode == 1
+    assert "cannot be checked" in result.stderr and str(missing) in result.stderr
+    assert not missing.exists()
 
 
 def test_verify_reports_a_deleted_record(data: Path, docs: Path) -> None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_hex as secrets_hex
 from typing import Any
 
 import httpx
@@ -40,7 +41,14 @@ from tests.integration.web_server import free_port
 
 pytestmark = pytest.mark.integration
 
-CONTAINER_ROOTS = ("/data", "/docs", "/models", "/opt/appliance", "/home/appliance")
+CONTAINER_ROOTS = (
+    "/data",
+    "/docs",
+    "/models",
+    "/opt/appliance",
+    "/home/appliance",
+    "/run/secrets",
+)
 IMAGE_VENV_BIN = "/opt/venv/bin"
 QDRANT_STAND_IN = [sys.executable, "-m", "tests.integration.local_qdrant_cli"]
 LLM_KEY = "test-llm-key-0123456789"
@@ -137,6 +145,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert f'"llm": "{moved(final.env()["APPLIANCE_LLM_MODEL"], root)}"' in result.stdout
     for mount in ("data", "docs", "models"):
         (root / mount).mkdir()
+    # The audit key IT creates once, as compose mounts it (see compose.yaml's `secrets:`).
+    secrets = root / "run" / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "audit_key").write_text(secrets_hex(32) + "\n", encoding="utf-8")
+    (secrets / "audit_key").chmod(0o400)
     return project, root
 
 

@@ -1,8 +1,10 @@
 """The audit log on real SQLite: appending, querying, migrations, fail-closed writes, and
-`verify` catching each kind of tampering an attacker with the file could do."""
+`verify` catching each kind of tampering an attacker with the file could do, with and without
+the audit key (the keyed chain also resists someone who recomputes the hashes)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sqlite3
@@ -17,9 +19,11 @@ from typing import Any
 import pytest
 
 from appliance.audit import GENESIS_HASH, AuditEntry, AuditLog, AuditPassage, AuditRecord
-from appliance.audit.log import SCHEMA_VERSION
-from appliance.audit.records import body_hash, build_body
+from appliance.audit.guards import GUARD_TRIGGERS
+from appliance.audit.log import MIGRATIONS, SCHEMA_VERSION
+from appliance.audit.records import body_hash, build_body, canonical_json
 from appliance.errors import AuditError
+from appliance.settings import Settings
 
 DOC_A = "a" * 64
 DOC_B = "b" * 64
@@ -92,15 +96,20 @@ def fill(log: AuditLog, count: int) -> list[AuditRecord]:
     ]
 
 
-def raw(path: Path, *statements: str, params: tuple[Any, ...] = ()) -> None:
-    """Tamper as an attacker with the file would: drop the guards, change rows."""
+def raw(
+    path: Path, *statements: str, params: tuple[Any, ...] = (), put_guards_back: bool = True
+) -> None:
+    """Tamper as an attacker with the file would: drop the guards, change rows, and (unless
+    told not to) put the guards back to cover the tracks."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        for name in ("records", "record_documents"):
-            for action in ("update", "delete"):
-                db.execute(f"DROP TRIGGER IF EXISTS {name}_no_{action}")
+        for name in GUARD_TRIGGERS:
+            db.execute(f"DROP TRIGGER IF EXISTS {name}")
         for statement in statements:
             db.execute(statement, params if "?" in statement else ())
+        if put_guards_back:
+            for sql in GUARD_TRIGGERS.values():
+                db.execute(sql)
     finally:
         db.close()
 
@@ -226,7 +235,11 @@ def test_verify_a_clean_chain(audit: AuditLog) -> None:
     assert audit.verify(GENESIS_HASH).ok
     records = fill(audit, 3)
     result = audit.verify()
-    assert (result.ok, result.count, result.message) == (True, 3, "3 records verified")
+    assert (result.ok, result.count, result.keyed) == (True, 3, 0)
+    assert result.message == (
+        "3 records verified, unkeyed (plain SHA-256: whoever can write the file can rewrite "
+        "them); no audit key configured"
+    )
     assert audit.verify(records[1].hash.upper()).ok
     with pytest.raises(AuditError, match="not a chain hash"):
         audit.verify("abc")
@@ -343,7 +356,8 @@ def _insert_forged(path: Path, seq: int, prev_hash: str) -> str:
     raw(
         path,
         *_shift_from(seq),
-        "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO records (seq, id, created_at, user_name, channel, outcome, prev_hash, "
+        "hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         params=(seq, record_id, created_at, "mallory", "cli", "answered", *row),
     )
     return record_id
@@ -369,7 +383,7 @@ def test_verify_catches_an_inserted_record_with_a_made_up_link(
 
 def test_verify_catches_two_swapped_records(audit: AuditLog, log_path: Path) -> None:
     records = fill(audit, 5)
-    columns = "id, created_at, user_name, channel, outcome, prev_hash, hash, body"
+    columns = "id, created_at, user_name, channel, outcome, prev_hash, hash, body, hash_scheme"
     raw(
         log_path,
         "CREATE TABLE swap AS SELECT * FROM records WHERE seq IN (2, 3)",
@@ -577,3 +591,253 @@ def test_concurrent_appends_keep_the_chain_linear(log_path: Path) -> None:
     assert all(len(shared.query(user=f"worker{n}")) == 20 for n in range(4))
     for log in [shared, *separate]:
         log.close()
+
+
+# The audit key (HMAC-SHA256) and the guard triggers
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """Outside the data directory, as IT mounts it."""
+    return tmp_path / "config" / "appliance" / "audit.key"
+
+
+@pytest.fixture
+def keyed(log_path: Path, key_file: Path) -> Iterator[AuditLog]:
+    log = AuditLog(log_path, key_file=key_file)
+    yield log
+    log.close()
+
+
+def _execute(path: Path, *statements: str) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in statements:
+            db.execute(statement)
+    finally:
+        db.close()
+
+
+def _rewrite_without_the_key(path: Path, first: int, *, claim_plain: bool) -> None:
+    """What someone who can write the file but not read the key can do: change record
+    `first`, then recompute plain SHA-256 hashes and links from there to the end."""
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("SELECT seq, body FROM records WHERE seq >= ? ORDER BY seq", (first,))
+        bodies = [(int(seq), json.loads(body)) for seq, body in rows.fetchall()]
+        prev_hash = db.execute("SELECT hash FROM records WHERE seq = ?", (first - 1,)).fetchone()
+    finally:
+        db.close()
+    previous = str(prev_hash[0])
+    statements, params = [], []
+    for seq, body in bodies:
+        if seq == first:
+            body["answer"] = "Fifty days."
+        body["prev_hash"] = previous
+        text = canonical_json(body)
+        previous = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        scheme = ", hash_scheme = 'sha256'" if claim_plain else ""
+        statements.append(
+            f"UPDATE records SET body = ?, hash = ?, prev_hash = ?{scheme} WHERE seq = {seq}"
+        )
+        params.append((text, previous, body["prev_hash"]))
+    for statement, values in zip(statements, params, strict=True):
+        raw(path, statement, params=values)
+
+
+@pytest.mark.parametrize("claim_plain", [False, True], ids=["keyed-label", "plain-label"])
+def test_a_keyed_chain_catches_an_edit_with_the_hashes_recomputed(
+    keyed: AuditLog, log_path: Path, claim_plain: bool
+) -> None:
+    records = fill(keyed, 6)
+    assert keyed.verify().keyed == 6
+    _rewrite_without_the_key(log_path, 3, claim_plain=claim_plain)
+    result = keyed.verify()
+    assert (result.ok, result.count, result.seq) == (False, 2, 3)
+    assert result.message.startswith(f"record 3 (id {records[2].id}) was altered: ")
+    expected = "a downgrade" if claim_plain else "its hash does not match its content"
+    assert expected in result.message
+
+
+def test_without_the_key_the_same_rewrite_goes_unnoticed(audit: AuditLog, log_path: Path) -> None:
+    """What the key adds: an unkeyed chain only resists edits that leave the hashes alone."""
+    records = fill(audit, 6)
+    _rewrite_without_the_key(log_path, 3, claim_plain=True)
+    assert audit.verify().ok
+    assert not audit.verify(records[-1].hash).ok, "only a head kept elsewhere catches it"
+
+
+def test_verify_reports_dropped_changed_and_foreign_triggers(
+    keyed: AuditLog, log_path: Path, key_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fill(keyed, 2)
+    _execute(log_path, "DROP TRIGGER records_no_update")
+    result = keyed.verify()
+    assert (result.ok, result.count, result.seq) == (False, 2, None)
+    assert "records_no_update" in result.message and "missing" in result.message
+    assert "records_no_delete" not in result.message
+    _execute(
+        log_path,
+        "DROP TRIGGER records_no_delete",
+        "CREATE TRIGGER records_no_delete BEFORE DELETE ON records BEGIN SELECT 1; END",
+        "CREATE TRIGGER sneaky AFTER INSERT ON records BEGIN SELECT 1; END",
+    )
+    message = keyed.verify().message
+    assert "records_no_delete" in message and "records_no_update" in message
+    assert "sneaky" in message
+    with AuditLog(log_path, read_only=True, key_file=key_file) as reader:
+        assert not reader.verify().ok, "a read-only open changes nothing"
+    caplog.set_level(logging.WARNING)
+    with AuditLog(log_path, key_file=key_file) as reopened:
+        assert "audit_guards_restored" in caplog.text and "sneaky" in caplog.text
+        assert reopened.verify().ok
+    db = sqlite3.connect(log_path)
+    try:
+        for statement in ("UPDATE records SET user_name = 'x'", "DELETE FROM records"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                db.execute(statement)
+    finally:
+        db.close()
+
+
+def test_a_chain_problem_also_names_dropped_guards(keyed: AuditLog, log_path: Path) -> None:
+    fill(keyed, 3)
+    raw(log_path, "DELETE FROM records WHERE seq = 2", put_guards_back=False)
+    result = keyed.verify()
+    assert (result.ok, result.seq) == (False, 3)
+    assert result.message.startswith("record 2 was deleted")
+    assert "also" in result.message and "records_no_delete" in result.message
+
+
+def test_a_log_opened_with_another_key_fails(
+    keyed: AuditLog, log_path: Path, key_file: Path, tmp_path: Path
+) -> None:
+    records = fill(keyed, 2)
+    other = tmp_path / "other.key"
+    other.write_text("f" * 64 + "\n")
+    with AuditLog(log_path, read_only=True, key_file=other) as reader:
+        result = reader.verify()
+    assert (result.ok, result.count, result.seq) == (False, 0, 1)
+    assert result.message.startswith(f"record 1 (id {records[0].id}) was keyed with another")
+    with pytest.raises(AuditError, match="not the key the audit log"):
+        AuditLog(log_path, key_file=other)
+    with AuditLog(log_path, read_only=True, key_file=tmp_path / "missing.key") as reader:
+        result = reader.verify()
+    assert (result.ok, result.seq) == (False, 1)
+    assert "cannot be checked" in result.message and "missing.key" in result.message
+    with AuditLog(log_path) as unkeyed, pytest.raises(AuditError, match="is keyed"):
+        unkeyed.append(make_entry())
+    assert keyed.verify().ok and keyed.count() == 2
+
+
+def test_a_keyed_log_whose_key_file_is_gone_is_refused_not_rekeyed(
+    keyed: AuditLog, log_path: Path, key_file: Path
+) -> None:
+    fill(keyed, 1)
+    keyed.close()
+    key_file.unlink()
+    with pytest.raises(AuditError, match=r"key file .* is missing: restore"):
+        AuditLog(log_path, key_file=key_file)
+    assert not key_file.exists()
+
+
+def _version_1_log(path: Path, count: int) -> list[str]:
+    """A log as appliances before the key wrote it: schema 1, plain SHA-256 hashes."""
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    hashes, prev_hash = [], GENESIS_HASH
+    try:
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        for seq in range(1, count + 1):
+            record_id, created_at = str(uuid.uuid4()), f"2025-01-0{seq}T00:00:00.000000Z"
+            body = build_body(seq, record_id, created_at, prev_hash, make_entry())
+            record_hash = hashlib.sha256(body.encode("utf-8")).hexdigest()
+            db.execute(
+                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    record_id,
+                    created_at,
+                    "alice",
+                    "cli",
+                    "answered",
+                    prev_hash,
+                    record_hash,
+                    body,
+                ),
+            )
+            hashes.append(record_hash)
+            prev_hash = record_hash
+    finally:
+        db.close()
+    return hashes
+
+
+def test_an_old_unkeyed_log_still_verifies_and_goes_on_keyed(
+    log_path: Path, key_file: Path
+) -> None:
+    old = _version_1_log(log_path, 3)
+    with AuditLog(log_path, key_file=key_file) as log:
+        result = log.verify(old[-1])
+        assert (result.ok, result.count, result.keyed) == (True, 3, 0)
+        assert "unkeyed" in result.message and str(key_file) in result.message
+        new = [log.append(make_entry()) for _ in range(2)]
+        assert new[0].prev_hash == old[-1]
+        result = log.verify()
+        assert (result.ok, result.count, result.keyed) == (True, 5, 2)
+        assert "records 1 to 3 unkeyed" in result.message
+        assert "records 4 to 5 keyed with HMAC-SHA256" in result.message
+    _rewrite_without_the_key(log_path, 5, claim_plain=True)
+    with AuditLog(log_path, read_only=True, key_file=key_file) as reader:
+        result = reader.verify()
+    assert (result.ok, result.seq) == (False, 5)
+    assert "a downgrade" in result.message
+
+
+def test_the_key_file_is_created_private_and_never_logged(
+    log_path: Path, key_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with AuditLog(log_path, key_file=key_file) as log:
+        fill(log, 1)
+        assert log.key is not None
+        secret = key_file.read_text().strip()
+        assert len(secret) == 64
+        assert secret not in repr(log.key) and log.key.id not in secret
+        result = log.verify()
+        assert result.keyed == 1 and str(key_file) in result.message
+        assert secret not in result.message
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert key_file.parent.stat().st_mode & 0o777 == 0o700
+    assert "audit_key_created" in caplog.text and secret not in caplog.text
+    with AuditLog(log_path, key_file=key_file) as again:
+        assert again.verify().keyed == 1 and key_file.read_text().strip() == secret
+
+
+def test_a_key_file_in_the_data_directory_or_too_short_is_refused(
+    log_path: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(AuditError, match="inside the data directory"):
+        AuditLog(log_path, key_file=log_path.parent / "audit.key")
+    short = tmp_path / "short.key"
+    short.write_text("secret\n")
+    with pytest.raises(AuditError, match="fewer than 32"):
+        AuditLog(log_path, key_file=short)
+    with pytest.raises(AuditError, match="cannot read the audit key file"):
+        AuditLog(log_path, key_file=tmp_path)
+
+
+def test_the_key_file_setting_defaults_outside_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.resolved_audit_key_file == tmp_path / "xdg" / "appliance" / "audit.key"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    default = Path.home() / ".config" / "appliance" / "audit.key"
+    assert Settings().resolved_audit_key_file == default
+    monkeypatch.setenv("APPLIANCE_AUDIT_KEY_FILE", "/run/secrets/audit_key")
+    assert Settings().resolved_audit_key_file == Path("/run/secrets/audit_key")

@@ -377,3 +377,14 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_secret()
                 copied |= {word.split("/")[0] for word in args.split()[:-1]}
     assert copied == included
     assert not included & {".env", ".venv", "data", ".bench", ".git", "tests"}
+
+
+def test_the_audit_key_is_a_read_only_secret_outside_the_data_volume(
+    config: dict[str, Any],
+) -> None:
+    appliance = config["services"]["appliance"]
+    key_file = appliance["environment"]["APPLIANCE_AUDIT_KEY_FILE"]
+    assert key_file == "/run/secrets/audit_key"  # compose mounts secrets read-only there
+    assert [s if isinstance(s, str) else s["source"] for s in appliance["secrets"]] == ["audit_key"]
+    assert config["secrets"]["audit_key"]["file"] == "/etc/rag-appliance/audit.key"
+    assert not key_file.startswith(appliance["environment"]["APPLIANCE_DATA_DIR"] + "/")
