@@ -16,11 +16,14 @@ from dataclasses import dataclass
 
 from appliance.gate import ModelGate
 from appliance.generation import Generator, Prompt
+from appliance.prompting import TEMPLATE_MARGIN_TOKENS, prompt_tokens
+from appliance.rag import MAX_QUESTION_CHARS
 
 log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 3
 ANSWER_CHARS = 300
+TURN_QUESTION_CHARS = 600
 REWRITE_MAX_TOKENS = 48
 MAX_REWRITE_CHARS = 400
 
@@ -146,7 +149,7 @@ def merged(history: Sequence[Turn], question: str) -> str:
 def rewrite_prompt(history: Sequence[Turn], question: str, mode: str) -> Prompt:
     lines = ["Conversation:"]
     for turn in history[-HISTORY_TURNS:]:
-        lines.append(f"Q: {turn.question}")
+        lines.append(f"Q: {turn.question[:TURN_QUESTION_CHARS]}")
         lines.append(f"A: {turn.answer[:ANSWER_CHARS]}")
     lines.append(f"Last question: {question}")
     lines.append("Standalone question:")
@@ -174,22 +177,36 @@ class FollowUpRewriter:
         self._generator = generator
 
     def standalone(self, history: Sequence[Turn], question: str) -> str:
-        """The question as retrieval should see it; `question` itself when there is no history."""
+        """The question as retrieval should see it; `question` itself when there is no history.
+
+        The rewrite prompt is fitted like an answer's: the oldest turns go first, and when not
+        even the question fits with one turn the model is not asked (the answer's own fitting
+        then refuses a question too long, and records it).
+        """
         question = question.strip()
-        if not history:
+        if not history or len(question) > MAX_QUESTION_CHARS:
             return question
         with self._gate.hold():
             generator = self._generator()
-            prompt = rewrite_prompt(
-                [
-                    Turn(generator.sanitize(t.question), generator.sanitize(t.answer))
-                    for t in history
-                ],
-                generator.sanitize(question),
-                generator.mode,
+            prompt = fitted_prompt(generator, history, question)
+            rewrite = (
+                "".join(generator.stream(prompt, REWRITE_MAX_TOKENS)).strip() if prompt else ""
             )
-            rewrite = "".join(generator.stream(prompt, REWRITE_MAX_TOKENS)).strip()
         if acceptable(rewrite, history, question):
             return rewrite
         log.info("event=rewrite_rejected fallback=%s", leans_on_conversation(question))
         return merged(history, question) if leans_on_conversation(question) else question
+
+
+def fitted_prompt(generator: Generator, history: Sequence[Turn], question: str) -> Prompt | None:
+    """The rewrite prompt with as many recent turns as the context holds, or None."""
+    budget = generator.context_size - REWRITE_MAX_TOKENS - TEMPLATE_MARGIN_TOKENS
+    turns = [Turn(generator.sanitize(t.question), generator.sanitize(t.answer)) for t in history]
+    turns = turns[-HISTORY_TURNS:]
+    while turns:
+        prompt = rewrite_prompt(turns, generator.sanitize(question), generator.mode)
+        if prompt_tokens(prompt, generator.count_tokens) <= budget:
+            return prompt
+        turns = turns[1:]
+    log.info("event=rewrite_skipped reason=context")
+    return None

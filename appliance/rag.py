@@ -1,8 +1,12 @@
 """Retrieve, prompt, generate, cite, record: every question goes through `Assistant.stream`.
 
 Fail closed: the audit log is checked before any passage is shown, and the answer is
-only returned (the `Finished` event) once its record is written. A stream that raises
-carries no valid answer; the web UI withdraws text already streamed in that case.
+only returned (the `Finished` event) once its record is written. A live stream (the web
+chat, the streamed API) shows sentences before the answer is finished, so before it shows
+anything of the model's work it writes a "started" record (who, the question, the passages
+retrieved and numbered, the model, the prompt's hash); the answer's own record names it.
+If that record cannot be written nothing is shown. A stream that raises carries no valid
+answer; the web UI withdraws text already streamed in that case.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ from appliance.answers import (
 )
 from appliance.audit import AuditEntry, AuditLog, AuditPassage, Outcome
 from appliance.domain import RetrievedPassage
-from appliance.errors import ApplianceError, ModelError, QuestionError, StoreError
+from appliance.errors import (
+    ApplianceError,
+    AuditError,
+    ModelError,
+    QuestionError,
+    StoreError,
+)
 from appliance.gate import ModelGate
 from appliance.generation import Generator, ModelIdentity
 from appliance.prompting import (
@@ -104,12 +114,22 @@ class Assistant:
             return self._generator
 
     def ask(self, question: Question) -> Answer:
-        for event in self.stream(question):
+        for event in self.stream(question, live=False):
             if isinstance(event, Finished):
                 return event.answer
         raise ApplianceError("the answer stream ended without an answer")  # pragma: no cover
 
-    def stream(self, question: Question) -> EventStream:
+    def record_failure(self, question: Question, exc: Exception, step: str) -> None:
+        """Record a question that failed before it reached `stream` (a follow-up's rewrite)."""
+        run = _Run(
+            question, time.perf_counter(), self._audit, self._policy, self._retriever.embed_model
+        )
+        refused = isinstance(exc, ApplianceError) and not isinstance(exc, ModelError)
+        run.record("refused" if refused else "error", error=f"{step} failed: {exc}")
+
+    def stream(self, question: Question, *, live: bool = True) -> EventStream:
+        """The events of one answer. `live=False` promises that nothing before `Finished` is
+        shown to anyone, so no "started" record is needed (ask, the API without streaming)."""
         started = time.perf_counter()
         run = _Run(question, started, self._audit, self._policy, self._retriever.embed_model)
         problem = _question_problem(question)
@@ -141,9 +161,9 @@ class Assistant:
             yield SourcesFound(sources)
             yield Finished(answer)
             return
-        yield from self._generate(run)
+        yield from self._generate(run, live)
 
-    def _generate(self, run: _Run) -> EventStream:
+    def _generate(self, run: _Run, live: bool) -> EventStream:
         pieces: list[str] = []  # what the user was shown; an error record keeps it too
         try:
             with self._gate.hold():
@@ -160,6 +180,8 @@ class Assistant:
                 )
                 run.prompt = built
                 sources = run.number(built.passages)
+                if live:
+                    run.started_id = run.record("started", sources=sources)
                 yield SourcesFound(sources)
                 release = SentenceRelease(cited_texts(sources), run.question.search_text)
                 trimmed: str | None = None
@@ -177,6 +199,8 @@ class Assistant:
             shown = _partial(pieces)
             run.record("error", answer=shown, error="the answer was stopped before it finished")
             raise
+        except AuditError:
+            raise  # nothing can be recorded; nothing was shown without a record
         except ApplianceError as exc:
             outcome: Outcome = "refused" if not isinstance(exc, ModelError) else "error"
             run.record(outcome, answer=_partial(pieces), error=str(exc))
@@ -264,6 +288,7 @@ class _Run:
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
         self.tokens = 0
+        self.started_id: str | None = None
 
     def retrieved(self, passages: Sequence[RetrievedPassage], threshold: float) -> None:
         self.retrieve_ms = (time.perf_counter() - self.started) * 1000
@@ -345,13 +370,16 @@ class _Run:
         entry = AuditEntry(
             user=self.question.user,
             groups=self.question.groups,
-            question=self.question.text,
+            question=bounded(self.question.text),
             retrieval={
                 "k": self.question.k,
                 "score_threshold": policy.score_threshold,
                 "collection": policy.collection,
                 "embed_model": self.embed_model,
-                "standalone_question": self.question.standalone,
+                "standalone_question": (
+                    None if self.question.standalone is None else bounded(self.question.standalone)
+                ),
+                **oversize(self.question),
                 "retrieve_only": self.question.retrieve_only,
                 "numbered_ranks": [self._rank(s.passage) for s in sources],
             },
@@ -367,11 +395,28 @@ class _Run:
             error=error,
             channel=self.question.channel,
             sentences=None if sentences is None else tuple(c.to_json() for c in sentences),
+            started_id=self.started_id,
         )
         return self.audit.append(entry).id
 
     def _rank(self, passage: RetrievedPassage) -> int:
         return next(i for i, p in enumerate(self.all, start=1) if p.chunk_id == passage.chunk_id)
+
+
+def bounded(text: str) -> str:
+    """A question as recorded: whole up to the allowed length, else its beginning."""
+    return text if len(text) <= MAX_QUESTION_CHARS else text[:MAX_QUESTION_CHARS] + "…"
+
+
+def oversize(question: Question) -> dict[str, int | str]:
+    """Length and sha256 of a question too long to record whole (it was refused)."""
+    long = {"question": question.text, "standalone_question": question.standalone or ""}
+    facts: dict[str, int | str] = {}
+    for name, text in long.items():
+        if len(text) > MAX_QUESTION_CHARS:
+            facts[f"{name}_chars"] = len(text)
+            facts[f"{name}_sha256"] = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+    return facts
 
 
 def _audit_passage(rank: int, passage: RetrievedPassage, cited: bool) -> AuditPassage:

@@ -7,6 +7,8 @@ client gone mid-answer releases the model at once, and the stopped answer is rec
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +17,7 @@ import anyio
 from appliance.answers import Event, EventStream, Finished, Question
 from appliance.auth import User
 from appliance.conversation import FollowUpRewriter, Turn
+from appliance.errors import ApplianceError, ModelError
 from appliance.rag import Assistant
 from appliance.web.metrics import Metrics
 
@@ -35,20 +38,29 @@ class ChatEngine:
     top_k: int
 
     async def answer(
-        self, user: User, text: str, history: Sequence[Turn], channel: str
+        self, user: User, text: str, history: Sequence[Turn], channel: str, *, live: bool = True
     ) -> AsyncGenerator[Rewritten | Event, None]:
+        """`live`: the caller shows events as they come (see `Assistant.stream`)."""
+        asked = Question(
+            text=text, user=user.name, groups=user.groups, k=self.top_k, channel=channel
+        )
         try:
-            standalone = await anyio.to_thread.run_sync(self.rewriter.standalone, history, text)
+            try:
+                standalone = await anyio.to_thread.run_sync(self.rewriter.standalone, history, text)
+            except Exception as exc:  # recorded like any question that fails
+                await anyio.to_thread.run_sync(
+                    self.assistant.record_failure, asked, exc, "rewriting the follow-up"
+                )
+                if isinstance(exc, ApplianceError):
+                    raise
+                raise ModelError(f"the model failed while reading the conversation: {exc}") from exc
             yield Rewritten(standalone, standalone != text.strip())
-            question = Question(
-                text=text,
-                user=user.name,
-                groups=user.groups,
-                k=self.top_k,
-                channel=channel,
-                standalone=standalone if standalone != text.strip() else None,
+            question = dataclasses.replace(
+                asked, standalone=standalone if standalone != text.strip() else None
             )
-            stream = await anyio.to_thread.run_sync(self.assistant.stream, question)
+            stream = await anyio.to_thread.run_sync(
+                functools.partial(self.assistant.stream, question, live=live)
+            )
         except Exception as exc:
             self.metrics.failed(channel, exc)
             raise

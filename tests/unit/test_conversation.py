@@ -72,3 +72,31 @@ def test_an_echo_of_a_follow_up_that_leans_on_the_conversation_is_not_a_rewrite(
         == "Where is the colour printer? Does it print on both sides?"
     )
     assert leans_on_conversation("What about the colour one?")
+
+
+def test_a_rewrite_prompt_keeps_the_turns_that_fit_the_context() -> None:
+    rewrite, generator = rewriter("Does the colour printer print on both sides?")
+    generator.context_size = 250  # words, for the scripted model
+    long_turn = Turn("Where is the colour printer? " + "very " * 200, "Next to the kitchen [1].")
+    history = [long_turn, *HISTORY]
+    assert rewrite.standalone(history, "Does it print on both sides?") == (
+        "Does the colour printer print on both sides?"
+    )
+    [prompt] = generator.prompts
+    assert "very very" not in prompt.text and "Next to the kitchen" in prompt.text
+    assert generator.count_tokens(prompt.text) <= 250 - 48
+
+
+def test_no_rewrite_is_asked_for_when_the_question_alone_overflows_the_context() -> None:
+    rewrite, generator = rewriter("anything")
+    generator.context_size = 120
+    question = "Does it print " + "on both sides " * 40 + "?"
+    assert rewrite.standalone(HISTORY, question) == f"{HISTORY[0].question} {question}"
+    assert generator.prompts == []
+
+
+def test_a_question_too_long_to_answer_is_not_rewritten() -> None:
+    rewrite, generator = rewriter("anything")
+    question = "it " * 3000
+    assert rewrite.standalone(HISTORY, question) == question.strip()
+    assert generator.prompts == []

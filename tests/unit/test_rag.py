@@ -1,5 +1,7 @@
 """The orchestration around the model: real Qdrant Edge and audit log, scripted generator."""
 
+import hashlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -304,3 +306,76 @@ def test_a_question_about_something_no_passage_mentions_is_not_put_to_the_model(
     assert answer.message and "'Django'" in answer.message
     assert answer.sources and harness.loads == 0
     assert harness.records()[-1].entry.outcome == "no-answer"
+
+
+def test_a_live_stream_is_recorded_as_started_before_anything_is_shown(harness: Harness) -> None:
+    stream = harness.assistant.stream(ask("what is the guest wifi password?"))
+    first = next(stream)
+    assert isinstance(first, SourcesFound)
+    [started] = harness.records()  # written before the passages were handed out
+    assert started.entry.outcome == "started" and started.entry.answer is None
+    assert started.entry.passages[0].source == "/docs/wifi.txt"
+    final = list(stream)[-1]
+    assert started.entry.prompt_sha256 == harness.generator.prompts[0].sha256()
+    assert isinstance(final, Finished)
+    [done] = harness.records()  # the answer's record says more: the start is folded into it
+    assert done.id == final.answer.audit_id and done.entry.started_id == started.id
+    every = harness.audit.query(with_completed_starts=True)
+    assert [r.entry.outcome for r in every] == ["started", "answered"]
+
+
+def test_a_cut_stream_leaves_its_started_record_for_the_auditor(harness: Harness) -> None:
+    stream = harness.assistant.stream(ask("what is the guest wifi password?"))
+    for event in stream:
+        if isinstance(event, Token):
+            break
+    # What a kill -9 now would leave: the start, and no completion record.
+    [started] = harness.audit.query(document="/docs/wifi.txt", with_completed_starts=True)
+    assert started.entry.outcome == "started"
+    assert harness.audit.query(document="/docs/wifi.txt") == [started]
+    stream.close()
+
+
+def test_a_held_audit_lock_shows_nothing_of_a_live_answer(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process takes the audit log's write lock after the question was checked."""
+    other = sqlite3.connect(harness.audit.path, isolation_level=None)
+    harness.audit._db.execute("PRAGMA busy_timeout = 200")
+    check = harness.audit.check_writable
+
+    def checked_then_locked() -> None:
+        check()
+        other.execute("BEGIN IMMEDIATE")
+
+    monkeypatch.setattr(harness.audit, "check_writable", checked_then_locked)
+    shown = []
+    try:
+        with pytest.raises(AuditError):
+            for event in harness.assistant.stream(ask("what is the guest wifi password?")):
+                shown.append(event)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert shown == []
+    assert not harness.gate.busy
+
+
+def test_an_answer_nobody_sees_before_it_is_finished_has_one_record(harness: Harness) -> None:
+    answer = harness.assistant.ask(ask("what is the guest wifi password?"))
+    [record] = harness.audit.query(with_completed_starts=True)
+    assert record.id == answer.audit_id and record.entry.started_id is None
+
+
+def test_a_refused_long_question_is_recorded_by_length_hash_and_beginning(
+    harness: Harness,
+) -> None:
+    question = "why " * 250_000  # 1 MB
+    with pytest.raises(QuestionError, match="4000"):
+        harness.assistant.ask(ask(question))
+    [record] = harness.records()
+    assert record.entry.outcome == "refused"
+    assert record.entry.question == question[:4000] + "…"
+    assert record.entry.retrieval["question_chars"] == len(question)
+    expected = hashlib.sha256(question.encode()).hexdigest()
+    assert record.entry.retrieval["question_sha256"] == expected
