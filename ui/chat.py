@@ -16,7 +16,7 @@ from appliance.verification import SentenceCheck
 from appliance.web.chat import ChatEngine, Rewritten
 from appliance.web.identity import Identifier
 from ui.access import current_user
-from ui.render import answer_markdown, document_name, plain_markdown, sources_html
+from ui.render import answer_html, document_name, plain_html, sources_html
 
 THINKING = "…"
 Messages = list[dict[str, Any]]
@@ -40,9 +40,13 @@ def build_chat_tab(engine: ChatEngine, identifier: Identifier, max_question_char
             chatbot = gr.Chatbot(
                 label="Conversation",
                 height=560,
+                # Model output and questions are plain text: no Markdown (GFM would turn
+                # http://, www. and e-mail addresses into links) and no LaTeX; the messages
+                # are escaped HTML (ui.render.plain_html), sanitised once more by Gradio.
                 sanitize_html=True,
                 allow_tags=False,
-                render_markdown=True,
+                render_markdown=False,
+                latex_delimiters=[],
                 feedback_options=None,
                 buttons=["copy"],
                 elem_id="chatbot",
@@ -76,7 +80,7 @@ def build_chat_tab(engine: ChatEngine, identifier: Identifier, max_question_char
             return
         history = [
             *history,
-            {"role": "user", "content": plain_markdown(text)},
+            {"role": "user", "content": plain_html(text)},
             {"role": "assistant", "content": THINKING},
         ]
         panel = '<p class="no-sources">Searching…</p>'
@@ -93,7 +97,7 @@ def build_chat_tab(engine: ChatEngine, identifier: Identifier, max_question_char
                     panel = sources_html(event.sources, searched)
                 elif isinstance(event, Sentence):
                     shown.append(event.check)
-                    history[-1]["content"] = f"{answer_markdown(shown)} {THINKING}"
+                    history[-1]["content"] = f"{answer_html(shown)} {THINKING}"
                 elif isinstance(event, Finished):
                     answer = event.answer
                     checks = answer.sentences if answer.answer is not None else ()
@@ -101,18 +105,18 @@ def build_chat_tab(engine: ChatEngine, identifier: Identifier, max_question_char
                         answer.model
                     )
                     if answer.answer is not None:
-                        history[-1]["content"] = answer_markdown(checks) or "(no answer)"
+                        history[-1]["content"] = answer_html(checks) or "(no answer)"
                         past = [*past, Turn(standalone, answer.answer)]
                     else:
-                        history[-1]["content"] = plain_markdown(answer.message or "")
+                        history[-1]["content"] = plain_html(answer.message or "")
                 else:
                     continue  # tokens: only checked sentences are shown
                 yield history, panel, past, ""
         except BusyError as exc:
-            history[-1]["content"] = plain_markdown(f"The assistant is busy. {exc}")
+            history[-1]["content"] = plain_html(f"The assistant is busy. {exc}")
             yield history, panel, past, text
         except ApplianceError as exc:
-            history[-1]["content"] = plain_markdown(f"Sorry, this question failed: {exc}")
+            history[-1]["content"] = plain_html(f"Sorry, this question failed: {exc}")
             yield history, panel, past, text
 
     def reset() -> tuple[Messages, str, list[Turn], str]:

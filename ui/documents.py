@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from appliance.web.uploads import save_uploads
 from ingest.discovery import is_under
 from ingest.service import IndexService, IngestJob
 from ui.access import require
+from ui.render import plain_markdown
 
 EXPORTS_FOLDER = "exports"
 COLUMNS = ["Document", "Chunks", "Groups", "Ingested (UTC)", "Document id"]
@@ -72,22 +72,25 @@ def document_rows(index: IndexService) -> list[list[Any]]:
 def job_text(job: IngestJob | None) -> str:
     if job is None:
         return ""
+    label = plain_markdown(job.label)  # names files: plain text, never markup or a link
     if job.finished_at is None:
         return (
-            f"Ingesting ({job.label}): {job.files_done}/{job.files_total} files, "
+            f"Ingesting ({label}): {job.files_done}/{job.files_total} files, "
             f"{job.chunks_done} chunks…"
         )
     if job.error:
-        return f"Ingestion failed ({job.label}): {job.error}"
+        return f"Ingestion failed ({label}): {plain_markdown(job.error)}"
     report = job.report
     if report is None:
         return ""
     lines = [
-        f"Done ({job.label}): {report.new} new, {report.changed} changed, "
+        f"Done ({label}): {report.new} new, {report.changed} changed, "
         f"{report.unchanged} unchanged, {report.deleted} removed; "
         f"{report.chunks_added} chunks added, {report.chunks_total} in the index."
     ]
-    lines += [f"- **failed** {f.path}: {f.error}" for f in report.failed]
+    lines += [
+        f"- **failed** {plain_markdown(f.path)}: {plain_markdown(f.error)}" for f in report.failed
+    ]
     return "\n".join(lines)
 
 
@@ -147,7 +150,10 @@ def build_documents_tab(
             # Gradio's copies would stay readable by path; the appliance keeps its own.
             for path in incoming:
                 path.unlink(missing_ok=True)
-        refused = [f"- **refused** {html.escape(f.path)}: {f.error}" for f in saved.refused]
+        refused = [
+            f"- **refused** {plain_markdown(f.path)}: {plain_markdown(f.error)}"
+            for f in saved.refused
+        ]
         if not saved.saved:
             yield "\n".join(refused), gr.skip(), gr.skip(), None
             return
@@ -160,14 +166,16 @@ def build_documents_tab(
             if running is None or running.label == label:
                 progress = job_text(running) or "Starting the ingestion…"
             else:
-                progress = f"Waiting for another ingestion to finish ({running.label})…"
+                progress = (
+                    f"Waiting for another ingestion to finish ({plain_markdown(running.label)})…"
+                )
             yield progress, gr.skip(), gr.skip(), gr.skip()
             await asyncio.sleep(POLL_S)
         try:
             task.result()
             summary = job_text(index.last)
         except ApplianceError as exc:
-            summary = f"Ingestion failed: {exc}"
+            summary = plain_markdown(f"Ingestion failed: {exc}")
         rows = document_rows(index)
         yield (
             "\n".join([summary, *refused]),
@@ -193,7 +201,7 @@ def build_documents_tab(
         if uploaded.parent == config.uploads_dir and uploaded.is_file():
             uploaded.unlink()
         rows = document_rows(index)
-        message = f"Deleted {source} ({sum(e.chunks for e in removed)} chunks)."
+        message = plain_markdown(f"Deleted {source} ({sum(e.chunks for e in removed)} chunks).")
         return message, rows, gr.update(choices=[r[0] for r in rows], value=None)
 
     outputs = [table, chosen, status]

@@ -12,21 +12,35 @@ from typing import Any
 from appliance.answers import Source
 from appliance.verification import SentenceCheck
 
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!<>|~])")
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!<>|~$&])")
+# What GitHub-flavoured Markdown turns into a link with no markup at all: http://, https://,
+# ftp://, www. and e-mail addresses. A word joiner (invisible, not copied as a space) inside
+# each breaks the pattern.
+AUTOLINK = re.compile(r"(?i)\b(https?|ftp|www)(?=[:.])|(@)")
+WORD_JOINER = "\u2060"
 SNIPPET_CHARS = 1200
-UNSUPPORTED_MARK = "⚠ _(not supported by the passage it cites)_"
+UNSUPPORTED_MARK = '<em class="unsupported">⚠ (not supported by the passage it cites)</em>'
 
 
 def plain_markdown(text: str) -> str:
-    """`text` as Markdown that renders exactly as written: no links, images, HTML or emphasis."""
-    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    """`text` as Markdown that renders exactly as written: no links (autolinks included),
+    images, HTML or emphasis. For gr.Markdown; the chat renders no Markdown (`plain_html`)."""
+    unlinked = AUTOLINK.sub(lambda m: f"{m[1]}{WORD_JOINER}" if m[1] else f"{WORD_JOINER}@", text)
+    return MARKDOWN_SPECIAL.sub(r"\\\1", unlinked)
 
 
-def answer_markdown(checks: Sequence[SentenceCheck]) -> str:
-    """The answer's sentences as plain text, each unsupported one visibly marked."""
+def plain_html(text: str) -> str:
+    """`text` as HTML that shows exactly as written: every markup character escaped, line
+    breaks kept. For components that render HTML without Markdown (the chat: its Chatbot has
+    `render_markdown=False`, so nothing is autolinked either)."""
+    return html.escape(text, quote=True).replace("\n", "<br>")
+
+
+def answer_html(checks: Sequence[SentenceCheck]) -> str:
+    """The answer's sentences as plain text in HTML, each unsupported one visibly marked."""
     parts = []
     for check in checks:
-        text = plain_markdown(check.text)
+        text = plain_html(check.text)
         parts.append(f"{text} {UNSUPPORTED_MARK}" if check.supported is False else text)
     return " ".join(parts)
 

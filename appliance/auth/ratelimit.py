@@ -1,8 +1,11 @@
-"""Pausing logins after repeated failures, per user name and per client address.
+"""Pausing logins after repeated failures, per account and, for unknown names, per address.
 
-The caller names each attempt by several keys (e.g. "user:alice" and "ip:10.0.0.7"): a login
-is allowed only when none of them is locked. A key is locked for `lockout_s` once it has
-`max_failures` failures within `lockout_s`. Counters live in memory: a restart clears them.
+The caller names each attempt by one or more keys (`login_keys`): a login is allowed only when
+none of them is locked. A key is locked for `lockout_s` once it has `max_failures` failures
+within `lockout_s`. Counters live in memory: a restart clears them.
+
+No key is shared by all the accounts: behind a reverse proxy every user comes from the same
+address, so a lock on the address would let anyone lock everyone out with a made-up name.
 """
 
 from __future__ import annotations
@@ -25,6 +28,18 @@ MAX_ENTRIES = 100_000
 class _Entry:
     failures: deque[float] = field(default_factory=deque)
     locked_until: float = 0.0
+
+
+def login_keys(name: str, address: str, account_exists: bool) -> tuple[str, ...]:
+    """The keys of one password sign-in for `name` from `address`.
+
+    An existing account is keyed by its name alone: failures lock that account, never the
+    address its users share. A name that is no account is also counted in a bucket of its
+    address that only unknown names consult, so guessing names from one address is slowed
+    without blocking a real user there. The first key is the one a success clears.
+    """
+    account = f"user:{name.strip().lower()}"
+    return (account,) if account_exists else (account, f"unknown-name-from:{address}")
 
 
 class LoginLimiter:

@@ -9,9 +9,11 @@ from appliance.cli.audit_commands import audit_app
 from appliance.cli.finetune_commands import finetune_app
 from appliance.cli.index_commands import forget, ingest, status
 from appliance.cli.model_commands import models_app
+from appliance.cli.repair_commands import repair
 from appliance.cli.serve_commands import serve
 from appliance.cli.user_commands import keys_app, users_app
 from appliance.offline import enforce_offline
+from appliance.private_files import private_umask
 
 app = typer.Typer(
     name="appliance",
@@ -23,6 +25,7 @@ app = typer.Typer(
 app.command("ingest")(ingest)
 app.command("forget")(forget)
 app.command("status")(status)
+app.command("repair")(repair)
 app.command("ask")(ask)
 app.command("eval")(eval_set)
 app.command("serve")(serve)
@@ -34,5 +37,6 @@ app.add_typer(finetune_app, name="finetune")
 
 
 def main() -> None:
+    private_umask()  # data files 0600, folders 0700, whatever the caller's umask
     enforce_offline()
     app()

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from appliance.errors import ApplianceError, ConfigError
+from appliance.private_files import private_dir
 from appliance.settings import Settings, load_settings
 
 EXIT_FAILED_FILES = 1
@@ -51,6 +52,7 @@ def user_errors() -> Iterator[None]:
 def settings_for_command() -> Settings:
     settings = load_settings()
     configure_logging(settings.log_level)
+    private_dir(settings.data_dir)
     return settings
 
 

@@ -135,3 +135,23 @@ def test_the_default_clock_is_monotonic() -> None:
     limiter = LoginLimiter(max_failures=1, lockout_s=60)
     limiter.failed("user:alice")
     assert 59 < limiter.retry_after("user:alice") <= 60
+
+
+def test_made_up_names_from_one_address_never_lock_a_real_account(limiter: LoginLimiter) -> None:
+    from appliance.auth.ratelimit import login_keys
+
+    proxy = "10.0.0.1"  # behind a reverse proxy, every user comes from this address
+    for n in range(10):
+        guess = login_keys(f"nobody{n}", proxy, account_exists=False)
+        if limiter.retry_after(*guess) == 0.0:
+            limiter.failed(*guess)
+    # More made-up names from that address are paused...
+    assert limiter.retry_after(*login_keys("nobody99", proxy, account_exists=False)) == 60.0
+    # ...but a real account from the same address is not.
+    alice = login_keys("alice", proxy, account_exists=True)
+    assert limiter.retry_after(*alice) == 0.0
+    # Failures against a real account lock that account only, from every address.
+    for _ in range(3):
+        limiter.failed(*alice)
+    assert limiter.retry_after(*login_keys(" ALICE ", "10.9.9.9", account_exists=True)) == 60.0
+    assert limiter.retry_after(*login_keys("bob", proxy, account_exists=True)) == 0.0

@@ -3,7 +3,7 @@
 from appliance.answers import Source
 from appliance.domain import RetrievedPassage
 from appliance.verification import CitedText, verify_answer
-from ui.render import UNSUPPORTED_MARK, answer_markdown, sources_html
+from ui.render import UNSUPPORTED_MARK, answer_html, sources_html
 
 TEXT = "Backups run every night at 02:00. Set backup_time to change it <b>now</b>."
 SOURCE = Source(1, RetrievedPassage("c1", "d1", "/docs/backup.txt", 0, TEXT, 0.8))
@@ -14,12 +14,12 @@ def checks(answer: str) -> tuple:  # type: ignore[type-arg]
 
 
 def test_unsupported_sentences_are_marked_and_model_markup_stays_text() -> None:
-    shown = answer_markdown(
+    shown = answer_html(
         checks("Backups run every night at 02:00 [1]. Restores take [an hour](http://x) [1].")
     )
-    first, second = shown.split(" \\[1\\]. ", 1)
+    first, second = shown.split(" [1]. ", 1)
     assert UNSUPPORTED_MARK not in first and second.endswith(UNSUPPORTED_MARK)
-    assert "\\[an hour\\]\\(http://x\\)" in second  # no link: the brackets are escaped
+    assert "[an hour](http://x)" in second  # shown as written: the chat renders no Markdown
 
 
 def test_the_supporting_words_are_highlighted_in_the_escaped_passage() -> None:
