@@ -4,6 +4,7 @@ export, and the state of the hash chain."""
 from __future__ import annotations
 
 import html
+import os
 import secrets
 import time
 from datetime import UTC, datetime
@@ -12,9 +13,9 @@ from typing import Any
 
 import gradio as gr
 
-from appliance.audit import AuditLog, AuditRecord, write_csv, write_jsonl
+from appliance.audit import AuditEntry, AuditLog, AuditRecord, write_csv, write_jsonl
 from appliance.auth import User
-from appliance.web.guard import EXPORT_PREFIX
+from appliance.web.files import EXPORT_PREFIX, EXPORTS_URL
 from appliance.web.identity import Identifier
 from ui.access import require
 from ui.render import json_block
@@ -94,6 +95,7 @@ def record_html(record: AuditRecord) -> str:
         ("Searched for", str(entry.retrieval.get("standalone_question") or entry.question)),
         ("Answer", entry.answer or ""),
         ("Prompt sha256", entry.prompt_sha256 or ""),
+        *started_field(entry),
         ("Record hash", record.hash),
         ("Previous hash", record.prev_hash),
     ]
@@ -138,7 +140,8 @@ def build_audit_tab(
         record_id = gr.Textbox(label="Record id", elem_id="audit-record-id", scale=4)
         open_record = gr.Button("Open record", elem_id="audit-open")
     detail = gr.HTML(elem_id="audit-record")
-    download = gr.File(label="Export", interactive=False, elem_id="audit-download")
+    # A link to the appliance's own route (auditors only), never a file in Gradio's cache.
+    download = gr.HTML(elem_id="audit-download")
     filters = [user, since, until, document, text, cited_only]
 
     def query(
@@ -177,15 +180,16 @@ def build_audit_tab(
         require(identifier, request, _is_auditor, "audit")
         who, start, end, doc, needle, cited = values
         records = query(who, start, end, doc, needle, cited, EXPORT_LIMIT)
-        exports_dir.mkdir(parents=True, exist_ok=True)
+        exports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for old in exports_dir.iterdir():
             if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
                 old.unlink(missing_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         target = exports_dir / f"{EXPORT_PREFIX}{stamp}-{secrets.token_hex(8)}.{kind}"
-        with target.open("w", encoding="utf-8", newline="") as handle:
+        private = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(private, "w", encoding="utf-8", newline="") as handle:
             (write_csv if kind == "csv" else write_jsonl)(records, handle)
-        return str(target)
+        return export_link(target.name, len(records))
 
     def as_csv(
         who: str, start: str, end: str, doc: str, needle: str, cited: bool, request: gr.Request
@@ -214,3 +218,21 @@ def build_audit_tab(
     export_jsonl.click(as_jsonl, filters, download)
     verify.click(chain_state, None, chain)
     tab.select(chain_state, None, chain)
+
+
+def started_field(entry: AuditEntry) -> list[tuple[str, str]]:
+    """How a streamed answer's two records point at each other, for the auditor."""
+    if entry.started_id:
+        return [("Started record", f"{entry.started_id} (written before the stream began)")]
+    if entry.outcome == "started":
+        return [("Stream", "this answer was shown as it streamed; its own record names this one")]
+    return []
+
+
+def export_link(name: str, count: int) -> str:
+    """The export's download link: served by the appliance to auditors, for ten minutes."""
+    href = html.escape(f"{EXPORTS_URL}/{name}", quote=True)
+    return (
+        f'<p class="audit-export"><a href="{href}" download="{html.escape(name, quote=True)}">'
+        f"Download {html.escape(name)}</a> ({count} records; kept for ten minutes)</p>"
+    )

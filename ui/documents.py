@@ -21,7 +21,6 @@ from ingest.service import IndexService, IngestJob
 from ui.access import require
 from ui.render import plain_markdown
 
-EXPORTS_FOLDER = "exports"
 COLUMNS = ["Document", "Chunks", "Groups", "Ingested (UTC)", "Document id"]
 POLL_S = 0.5
 
@@ -54,8 +53,7 @@ def received_files(
     for item in files:
         raw = str(item.get("path", "")) if isinstance(item, dict) else ""
         path = Path(raw).resolve()
-        # Audit exports live there too; they are no document to publish.
-        if path.is_relative_to(root) and not path.is_relative_to(root / EXPORTS_FOLDER):
+        if path.is_relative_to(root):
             received.append(path)
         else:
             foreign.append(Path(raw).name)

@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from gradio import utils as gradio_utils
 
@@ -23,10 +24,12 @@ from appliance.generation import Generator
 from appliance.services import AnswerServices, build_answer_services
 from appliance.settings import Settings
 from appliance.store import VectorStore
+from appliance.store.check import IndexHealth
 from appliance.web import files, login, openai_api, ops
 from appliance.web.chat import ChatEngine
 from appliance.web.guard import AuthGuard
 from appliance.web.identity import Identifier
+from appliance.web.limits import BodyLimit
 from appliance.web.metrics import Metrics
 from ingest.chunking import ChunkConfig, check_chunk_size
 from ingest.service import IndexService
@@ -47,6 +50,7 @@ class WebServices:
     engine: ChatEngine
     metrics: Metrics
     watcher: FolderWatcher | None
+    index_health: IndexHealth
 
     def start(self) -> None:
         """Watch the documents folder, and load the model now rather than at the first question."""
@@ -68,6 +72,14 @@ class WebServices:
             report.update(store_open=True, chunks=info.points, store=info.backend)
         except Exception as exc:
             report.update(store_open=False, store_error=str(exc))
+        try:
+            check = self.index_health.current(writing=self.index.current is not None)
+            if check is not None:
+                report["index_ok"] = check.ok
+                if not check.ok:
+                    report["index_error"] = check.message()
+        except Exception as exc:
+            report.update(index_ok=False, index_error=str(exc))
         try:
             self.answers.audit.check_writable()
             report["audit_writable"] = True
@@ -102,8 +114,13 @@ def build_web_services(
     settings: Settings, load_generator: Callable[[], Generator] | None = None
 ) -> WebServices:
     check_watched_folder(settings)
-    answers = build_answer_services(settings, load_generator)
+    # A damaged index does not stop the server: /healthz reports it, and the log names the fix.
+    answers = build_answer_services(settings, load_generator, allow_damaged=True)
     try:
+        index_health = IndexHealth(answers.index.store, answers.index.manifest.entries)
+        check = index_health.full_check()
+        if not check.ok:
+            log.error("event=index_damaged %s", check.message())
         check_chunk_size(answers.index.embed_model_dir, settings.chunk_size)
         users = UserStore(settings.users_path, settings.session_hours)
         proxy = ProxyAuth(
@@ -145,6 +162,7 @@ def build_web_services(
         ),
         metrics=metrics,
         watcher=watcher,
+        index_health=index_health,
     )
 
 
@@ -162,9 +180,12 @@ def live_metrics(
 
 def create_app(services: WebServices) -> FastAPI:
     from ui.app import CSS, THEME, UiParts, build_blocks
-    from ui.documents import EXPORTS_FOLDER, DocumentsConfig
+    from ui.documents import DocumentsConfig
 
     settings = services.settings
+    # Audit exports stay out of Gradio's file cache: only the auditors' route serves them.
+    exports_dir = settings.data_dir / "audit-exports"
+    exports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     app = FastAPI(title="Private assistant", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(ops.build_router(services.health, services.metrics))
     app.include_router(
@@ -173,7 +194,7 @@ def create_app(services: WebServices) -> FastAPI:
         )
     )
     app.include_router(openai_api.build_router(services.engine))
-    app.include_router(files.build_router(services.index))
+    app.include_router(files.build_router(services.index, exports_dir))
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
@@ -193,7 +214,7 @@ def create_app(services: WebServices) -> FastAPI:
                 settings.upload_extensions,
                 max_bytes,
             ),
-            exports_dir=Path(gradio_utils.get_upload_folder()) / EXPORTS_FOLDER,
+            exports_dir=exports_dir,
             max_question_chars=MAX_QUESTION_CHARS,
             queue_size=settings.llm_queue_size,
         )
@@ -209,6 +230,7 @@ def create_app(services: WebServices) -> FastAPI:
         path="/ui",
         auth_dependency=user_name,
         allowed_paths=[],
+        blocked_paths=[str(exports_dir.resolve()), str(settings.uploads_dir.resolve())],
         max_file_size=max_bytes,
         show_error=True,
         enable_monitoring=False,
@@ -222,5 +244,10 @@ def create_app(services: WebServices) -> FastAPI:
     # Gradio checks that a file named in a request was uploaded through it (not any file on
     # the server) only for apps it launched itself; a mounted app must turn that check on.
     blocks.has_launched = True
+    # No cross-origin access at all. A CORS middleware on the parent app is also Gradio's
+    # switch to drop its own, which echoes any Origin with credentials allowed whenever the
+    # Host is not localhost.
+    app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
     app.add_middleware(AuthGuard, identifier=services.identifier)
+    app.add_middleware(BodyLimit, max_upload_bytes=max_bytes)
     return app

@@ -1,8 +1,12 @@
 """`/documents/{doc_id}`: open the original of a cited document, if the user may read it.
+`/audit/exports/{name}`: download an audit export, for auditors only.
 
 Only a document id is accepted, never a path: the file served is the one the manifest
 records for that id, and only while its bytes still hash to that id. The response is
 sandboxed: an HTML document renders without scripts, forms or remote loads.
+
+Audit exports are written outside Gradio's file cache (and that folder is blocked for
+Gradio's file routes), so this route, with its role check, is the only way to them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from appliance.filehash import sha256_of_file
 from ingest.service import IndexService
 
 DOC_ID = re.compile(r"^[0-9a-f]{64}$")
+EXPORTS_URL = "/audit/exports"
+EXPORT_PREFIX = "audit-export-"
+EXPORT_NAME = re.compile(rf"^{EXPORT_PREFIX}[0-9]{{8}}T[0-9]{{6}}-[0-9a-f]{{16}}\.(csv|jsonl)$")
+EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 INLINE_TYPES = {
     ".pdf": "application/pdf",
     ".txt": "text/plain; charset=utf-8",
@@ -30,7 +38,7 @@ INLINE_TYPES = {
 SANDBOX = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
-def build_router(index: IndexService) -> APIRouter:
+def build_router(index: IndexService, exports_dir: Path | None = None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/documents/{doc_id}")
@@ -50,6 +58,23 @@ def build_router(index: IndexService) -> APIRouter:
             or "application/octet-stream",
             filename=path.name,
             content_disposition_type="inline" if media_type else "attachment",
+            headers={"content-security-policy": SANDBOX, "cache-control": "private, no-store"},
+        )
+
+    @router.get(EXPORTS_URL + "/{name}")
+    def download_export(name: str, request: Request) -> FileResponse:
+        user: User = request.state.user
+        if not user.is_auditor:
+            raise HTTPException(403, "only auditors read audit exports")
+        match = EXPORT_NAME.match(name)
+        path = exports_dir / name if exports_dir is not None and match else None
+        if match is None or path is None or not path.is_file():
+            raise HTTPException(404, "no such export: exports are kept for ten minutes")
+        return FileResponse(
+            path,
+            media_type=EXPORT_TYPES[match.group(1)],
+            filename=name,
+            content_disposition_type="attachment",
             headers={"content-security-policy": SANDBOX, "cache-control": "private, no-store"},
         )
 

@@ -1,18 +1,26 @@
 """Every request needs a user, except health and the login form; every response gets
 security headers. A pure ASGI middleware, so Gradio's own routes (files, uploads, queue,
 websockets) pass through the same check as ours.
+
+Gradio knows no roles and no owners: the guard keeps its upload routes for admins, refuses
+its routes that fetch remote URLs, and binds each session hash (and each event id the queue
+hands out) to the user who first used it, so nobody else reads or drives that session.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from starlette.datastructures import Headers
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
+from appliance.auth import User
 from appliance.web.identity import Identifier
 
 Scope = MutableMapping[str, Any]
@@ -22,11 +30,23 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/login", "/logout"})
-# Gradio's upload and file routes know no roles: only the documents page (admins) uploads,
-# and only auditors may fetch the audit exports that Gradio serves by path.
-UPLOAD_ROUTE = "/gradio_api/upload"
-FILE_ROUTE_MARK = "/file="
-EXPORT_PREFIX = "audit-export-"
+GRADIO_API = "/gradio_api/"
+# Every Gradio route that takes files (or reports on an upload): only the documents page
+# (admins) uploads.
+UPLOAD_ROUTES = re.compile(r"/gradio_api/(?:upload|upload_progress|process_recording)/*$")
+# Gradio fetches http(s) URLs named in its file routes, and proxies others: the appliance
+# fetches nothing remote on anyone's behalf.
+PROXY_ROUTE = re.compile(r"/gradio_api/proxy=")
+FILE_ROUTE = re.compile(r"/gradio_api/file(?:=|/)(.*)$", re.DOTALL)
+HAS_SCHEME = re.compile(r"^\s*(?:[A-Za-z][A-Za-z0-9+.-]*:|//|\\\\)")
+# Routes keyed by a session hash or an event id in the path.
+KEY_IN_PATH = re.compile(r"/gradio_api/(?:heartbeat|stream)/([^/]+)")
+CALL_RESULT = re.compile(r"/gradio_api/call/.+/([^/]+)/*$")  # GET: the last part, an event id
+# POSTs whose answer is {"event_id": ...}: the id is bound to the caller before anyone sees it.
+ISSUES_EVENT = re.compile(r"/gradio_api/(?:queue/join|call/[^/]+(?:/[^/]+)?)/*$")
+KEY_FIELDS = ("session_hash", "event_id")
+MAX_KEYED_BODY = 32_000_000
+MAX_SESSIONS = 200_000
 
 # Answers are rendered from untrusted text: no remote images, scripts or frames, whatever
 # a document or the model manages to put into the page.
@@ -56,10 +76,40 @@ SECURITY_HEADERS = [
 ]
 
 
+class SessionOwners:
+    """Who first used each Gradio session hash or event id. The oldest are forgotten past
+    `limit` keys (Gradio itself has long dropped those sessions by then)."""
+
+    def __init__(self, limit: int = MAX_SESSIONS) -> None:
+        self.limit = limit
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, key: str, user: str) -> bool:
+        """True if `key` is `user`'s (now, or from before); False if another user's."""
+        return self.claim_all([key], user)
+
+    def claim_all(self, keys: Iterable[str], user: str) -> bool:
+        """Claim every key, or none of them if one is another user's."""
+        wanted = [key for key in keys if key]
+        with self._lock:
+            if any(self._owners.get(key, user) != user for key in wanted):
+                return False
+            for key in wanted:
+                self._owners[key] = user
+                self._owners.move_to_end(key)
+            while len(self._owners) > self.limit:
+                self._owners.popitem(last=False)
+            return True
+
+
 class AuthGuard:
-    def __init__(self, app: ASGIApp, identifier: Identifier) -> None:
+    def __init__(
+        self, app: ASGIApp, identifier: Identifier, sessions: SessionOwners | None = None
+    ) -> None:
         self.app = app
         self.identifier = identifier
+        self.sessions = sessions if sessions is not None else SessionOwners()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -78,14 +128,127 @@ class AuthGuard:
         if user is None:
             await _refuse(scope, send, connection.headers)
             return
-        if path.endswith(UPLOAD_ROUTE) and not user.is_admin:
-            await _forbid(send, "only admins upload files")
-            return
-        if FILE_ROUTE_MARK in path and EXPORT_PREFIX in path and not user.is_auditor:
-            await _forbid(send, "only auditors read audit exports")
+        refusal = _role_refusal(path, user)
+        if refusal is not None:
+            await _forbid(scope, send, refusal)
             return
         scope.setdefault("state", {})["user"] = user
+        if GRADIO_API in path:
+            await self._gradio(scope, receive, send, user)
+            return
         await self.app(scope, receive, send)
+
+    async def _gradio(self, scope: Scope, receive: Receive, send: Send, user: User) -> None:
+        """A Gradio API route: every session hash or event id it names must be the user's."""
+        path, method = scope["path"], scope.get("method", "GET")
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
+        keys = [value for name, value in query if name in KEY_FIELDS]
+        keys += KEY_IN_PATH.findall(path)
+        if method == "GET" and (call := CALL_RESULT.search(path)):
+            keys.append(call.group(1))
+        if method == "POST" and not UPLOAD_ROUTES.search(path):
+            body = await _read_body(receive, MAX_KEYED_BODY)
+            if body is None:
+                await _forbid(scope, send, "the request body is too large", 413)
+                return
+            keys += await _body_keys(scope, body)
+            receive = _replay(body, receive)
+        if not self.sessions.claim_all(keys, user.name):
+            await _forbid(scope, send, "this session belongs to another user")
+            return
+        if method == "POST" and ISSUES_EVENT.search(path):
+            send = self._binding_events(send, user.name)
+        await self.app(scope, receive, send)
+
+    def _binding_events(self, send: Send, user: str) -> Send:
+        """Bind the event id in the answer to `user` before the answer leaves."""
+        held: list[Message] = []
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] not in ("http.response.start", "http.response.body"):
+                await send(message)
+                return
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                body = b"".join(m.get("body", b"") for m in held[1:])
+                for event_id in _json_keys(body, ("event_id",)):
+                    self.sessions.claim(event_id, user)
+                for part in held:
+                    await send(part)
+                held.clear()
+
+        return wrapped
+
+
+def _role_refusal(path: str, user: User) -> str | None:
+    if UPLOAD_ROUTES.search(path) and not user.is_admin:
+        return "only admins upload files"
+    if PROXY_ROUTE.search(path):
+        return "the appliance fetches no remote URLs"
+    file_route = FILE_ROUTE.search(path)
+    if file_route and HAS_SCHEME.match(file_route.group(1)):
+        return "the appliance fetches no remote URLs"
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _json_keys(body: bytes, fields: tuple[str, ...]) -> list[str]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [str(data[field]) for field in fields if data.get(field) is not None]
+
+
+async def _body_keys(scope: Scope, body: bytes) -> list[str]:
+    """The session hash and event id of a JSON or form body, read as Gradio reads them."""
+    content_type = Headers(scope=scope).get("content-type", "")
+    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        return _json_keys(body, KEY_FIELDS)
+
+    async def once() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    request = Request(dict(scope), once)
+    try:
+        form = await request.form()
+    except Exception:  # Gradio refuses what it cannot parse either
+        return []
+    try:
+        return [str(v) for k, v in form.multi_items() if k in KEY_FIELDS]
+    finally:
+        await form.close()
 
 
 def _with_security_headers(send: Send) -> Send:
@@ -131,9 +294,12 @@ async def _refuse(scope: Scope, send: Send, headers: Headers) -> None:
     )
 
 
-async def _forbid(send: Send, message: str) -> None:
-    body = json.dumps({"error": {"message": message, "type": "permission_error", "code": 403}})
-    await _respond(send, 403, body.encode(), [(b"content-type", b"application/json")])
+async def _forbid(scope: Scope, send: Send, message: str, status: int = 403) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4403})
+        return
+    body = json.dumps({"error": {"message": message, "type": "permission_error", "code": status}})
+    await _respond(send, status, body.encode(), [(b"content-type", b"application/json")])
 
 
 async def _respond(

@@ -1,4 +1,9 @@
-"""The login form: a plain page of our own, so nothing of Gradio is reachable before login."""
+"""The login form: a plain page of our own, so nothing of Gradio is reachable before login.
+
+Signing in and out change state: both refuse a request that a browser says came from
+another site or origin (Sec-Fetch-Site, Origin, Referer), so no page elsewhere can sign a
+visitor in to an account of its choosing, or out.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import threading
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from appliance.auth import LoginLimiter, UserStore
+from appliance.auth.ratelimit import login_keys
 from appliance.web.identity import SESSION_COOKIE
 
 HOME = "/ui/"
@@ -57,7 +63,32 @@ def safe_next(target: str | None) -> str:
 def login_page(next_path: str, error: str | None = None, status: int = 200) -> HTMLResponse:
     shown = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     body = PAGE.format(error=shown, next=html.escape(safe_next(next_path), quote=True))
-    return HTMLResponse(body, status_code=status, headers={"cache-control": "no-store"})
+    # "same-origin", not "no-referrer": the form's POST must carry its real Origin.
+    headers = {"cache-control": "no-store", "referrer-policy": "same-origin"}
+    return HTMLResponse(body, status_code=status, headers=headers)
+
+
+def from_this_site(request: Request) -> bool:
+    """False when the browser says the request came from another origin. Clients that are
+    not browsers send none of these headers, and cannot carry a victim's cookies anyway."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:  # set by the browser itself, whatever Host a proxy passes on
+        return fetch_site in ("same-origin", "none")
+    host = request.headers.get("host", "").lower()
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin != "null" and urlsplit(origin).netloc.lower() == host
+    referer = request.headers.get("referer")
+    return referer is None or urlsplit(referer).netloc.lower() == host
+
+
+def cross_site_refusal() -> Response:
+    return PlainTextResponse(
+        "Refused: this sign-in or sign-out came from another site. Open the sign-in page "
+        "of the appliance itself and try again.",
+        status_code=403,
+        headers={"cache-control": "no-store"},
+    )
 
 
 def build_router(
@@ -77,8 +108,10 @@ def build_router(
         password: str = Form(..., max_length=1024),
         next: str = Form(HOME),
     ) -> Response:
+        if not from_this_site(request):
+            return cross_site_refusal()
         client = request.client.host if request.client else "unknown"
-        keys = (f"user:{username.strip().lower()}", f"ip:{client}")
+        keys = login_keys(username, client, users.get(username.strip()) is not None)
         wait = limiter.retry_after(*keys)
         if wait > 0:
             response = login_page(
@@ -109,8 +142,10 @@ def build_router(
         )
         return redirect
 
-    @router.api_route("/logout", methods=["GET", "POST"])
-    def logout(request: Request) -> RedirectResponse:
+    @router.api_route("/logout", methods=["GET", "POST"], response_model=None)
+    def logout(request: Request) -> Response:
+        if not from_this_site(request):
+            return cross_site_refusal()
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             users.end_session(token)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from appliance.answers import Answer, Finished, Sentence, SourcesFound
@@ -45,6 +47,31 @@ def error_response(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse(
         {"error": {"message": message, "type": kind, "code": status}}, status_code=status
     )
+
+
+def schema_message(error: RequestValidationError) -> str:
+    """One line per problem, naming the field as a client wrote it: "messages: Field required"."""
+    problems = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
+        problems.append(f"{where or 'body'}: {problem.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(problems)
+
+
+class OpenAIErrorRoute(APIRoute):
+    """FastAPI answers a body that does not fit the schema with 422 in its own shape; OpenAI
+    clients expect 400 with an `error` object, as every other refusal here is sent."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return error_response(400, schema_message(exc), "invalid_request_error")
+
+        return handle
 
 
 def status_of(error: ApplianceError) -> tuple[int, str]:
@@ -87,7 +114,7 @@ def reply_text(answer: Answer) -> str:
 
 
 def build_router(engine: ChatEngine) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", route_class=OpenAIErrorRoute)
 
     @router.get("/models")
     def models() -> dict[str, Any]:
@@ -105,7 +132,7 @@ def build_router(engine: ChatEngine) -> APIRouter:
             text, history = conversation(body.messages)
         except QuestionError as exc:
             return error_response(400, str(exc), "invalid_request_error")
-        events = engine.answer(user, text, history, channel="api")
+        events = engine.answer(user, text, history, channel="api", live=body.stream)
         try:
             # Everything that can refuse (rewrite, retrieval, the busy gate) happens before
             # the first byte, so refusals keep their HTTP status.

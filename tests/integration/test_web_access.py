@@ -7,6 +7,7 @@ import re
 import socket
 from http.client import HTTPConnection
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -353,7 +354,7 @@ def login_from(web_server: WebServer, address: str, user: str, password: str) ->
         return http.post("/login", data={"username": user, "password": password})
 
 
-def test_repeated_wrong_passwords_pause_logins_for_the_user_and_the_address(
+def test_repeated_wrong_passwords_pause_logins_for_the_user_not_the_address(
     web_server: WebServer,
 ) -> None:
     attacker = "127.0.0.77"
@@ -364,23 +365,26 @@ def test_repeated_wrong_passwords_pause_logins_for_the_user_and_the_address(
     assert locked.status_code == 429, locked.text
     assert int(locked.headers["retry-after"]) > 0
     assert "appliance_session" not in locked.cookies
-    # The user is paused from any address, under any spelling, and the address for any
-    # user, whatever forwarding headers claim.
+    # The user is paused from any address, under any spelling.
     elsewhere = login_from(web_server, "127.0.0.78", "mallory", PASSWORD)
     assert elsewhere.status_code == 429
     assert login_from(web_server, "127.0.0.78", " MALLORY ", PASSWORD).status_code == 429
+    # The address is not: behind a reverse proxy it is every user's.
+    other_user = login_from(web_server, attacker, "carol", PASSWORD)
+    assert other_user.status_code == 303 and other_user.cookies.get("appliance_session")
+    # Made-up names are paused per address, whatever forwarding headers claim, and real
+    # users at that address still sign in.
+    for n in range(LOGIN_MAX_FAILURES):
+        assert login_from(web_server, attacker, f"nobody{n}", "guess").status_code == 401
     transport = httpx.HTTPTransport(local_address=attacker)
     with httpx.Client(base_url=web_server.url, transport=transport, timeout=30) as http:
         spoofed = http.post(
             "/login",
-            data={"username": "carol", "password": PASSWORD},
+            data={"username": "nobody-else", "password": "guess"},
             headers={"x-forwarded-for": "10.1.2.3", "x-real-ip": "10.1.2.3"},
         )
     assert spoofed.status_code == 429
-    other_user = login_from(web_server, attacker, "carol", PASSWORD)
-    assert other_user.status_code == 429
-    # Others are unaffected.
-    fine = login_from(web_server, "127.0.0.79", "carol", PASSWORD)
+    fine = login_from(web_server, attacker, "carol", PASSWORD)
     assert fine.status_code == 303 and fine.cookies.get("appliance_session")
 
 
@@ -419,7 +423,7 @@ def test_an_audit_export_is_not_readable_by_a_plain_user(web_server: WebServer) 
     with web_server.as_user("carol") as carol:
         kind, files = gradio_call(carol, "as_csv", ["dana", "", "", "", "", False])
         assert kind == "complete", files
-        url = httpx.URL(files[0]["url"])
+        url = httpx.URL(export_href(files[0]))
         exported = carol.get(url.raw_path.decode())
         assert exported.status_code == 200 and "41 million" in exported.text
     with web_server.client(follow_redirects=False) as anonymous:
@@ -431,3 +435,200 @@ def test_an_audit_export_is_not_readable_by_a_plain_user(web_server: WebServer) 
         f"{response.text[:200]!r}"
     )
     assert "41 million" not in response.text
+
+
+def export_href(link_html: str) -> str:
+    """The download link the audit tab shows for an export."""
+    found = re.search(r'href="([^"]+)"', link_html)
+    assert found, link_html
+    return found.group(1)
+
+
+# (f) a Gradio session belongs to the user who opened it
+
+
+def fn_index(http: httpx.Client, api_name: str) -> int:
+    config = http.get("/ui/config")
+    assert config.status_code == 200, config.text[:200]
+    for dependency in config.json()["dependencies"]:
+        if dependency.get("api_name") == api_name:
+            return int(dependency["id"])
+    raise AssertionError(f"no UI event named {api_name}")
+
+
+def stream_status(http: httpx.Client, method: str, path: str, **kwargs: Any) -> int:
+    """The status of a route that may stream for ever: only its head is read."""
+    with http.stream(method, path, **kwargs) as response:
+        return response.status_code
+
+
+def test_a_gradio_session_is_refused_to_every_other_user(web_server: WebServer) -> None:
+    """An hr answer once reached a user outside hr who learnt the session hash (it travels in
+    URLs): every route keyed by a session hash or event id now answers only its owner."""
+    session = "victimsession01"
+    with web_server.as_user("carol") as carol, web_server.as_user("bob") as bob:
+        chain = fn_index(carol, "chain_state")
+        joined = carol.post(
+            "/ui/gradio_api/queue/join",
+            json={"data": [], "fn_index": chain, "session_hash": session, "trigger_id": None},
+        )
+        assert joined.status_code == 200, joined.text
+        event_id = joined.json()["event_id"]
+        body = {"data": [], "fn_index": chain, "session_hash": session, "event_id": event_id}
+        attempts: list[tuple[str, str, dict[str, Any]]] = [
+            ("GET", f"/ui/gradio_api/queue/data?session_hash={session}", {}),
+            ("GET", f"/ui/gradio_api/queue/data?session_hash=bob1&session_hash={session}", {}),
+            ("POST", "/ui/gradio_api/queue/join", {"json": body}),
+            ("POST", "/ui/gradio_api/call/chain_state", {"json": body}),
+            ("POST", "/ui/gradio_api/call/v2/chain_state", {"json": {"session_hash": session}}),
+            ("POST", "/ui/gradio_api/run/chain_state", {"json": body}),
+            ("POST", "/ui/gradio_api/api/chain_state", {"json": body}),
+            ("GET", f"/ui/gradio_api/call/chain_state/{event_id}", {}),
+            ("GET", f"/ui/gradio_api/call/chain_state/{session}", {}),
+            ("POST", "/ui/gradio_api/cancel", {"json": body}),
+            ("POST", "/ui/gradio_api/cancel", {"json": {**body, "session_hash": "bob1"}}),
+            ("POST", f"/ui/gradio_api/stream/{event_id}", {"json": body}),
+            ("POST", f"/ui/gradio_api/stream/{event_id}/close", {}),
+            ("GET", f"/ui/gradio_api/heartbeat/{session}", {}),
+            ("GET", f"/ui/gradio_api/deep_link?session_hash={session}", {}),
+            ("GET", f"/ui/gradio_api/stream/{session}/run/1/playlist.m3u8", {}),
+            (
+                "POST",
+                "/ui/gradio_api/component_server",
+                {"json": {"session_hash": session, "component_id": 1, "fn_name": "x", "data": 1}},
+            ),
+            (
+                "POST",
+                "/ui/gradio_api/component_server",
+                {"data": {"session_hash": session, "component_id": "1", "fn_name": "x"}},
+            ),
+        ]
+        for method, path, extra in attempts:
+            status = stream_status(bob, method, path, **extra)
+            assert status == 403, (method, path, status)
+        # The owner still gets the answer, which nobody else has taken from the stream.
+        answer = ""
+        with carol.stream("GET", f"/ui/gradio_api/queue/data?session_hash={session}") as stream:
+            assert stream.status_code == 200
+            for line in stream.iter_lines():
+                if "process_completed" in line:
+                    answer = line
+                    break
+        assert "Chain verified" in answer, answer
+        # Bob's own session works as before.
+        assert stream_status(bob, "GET", "/ui/gradio_api/queue/data?session_hash=bob1") == 200
+
+
+# (g) uploads, remote fetches, exports and cross-site requests
+
+
+def test_every_gradio_upload_route_is_for_admins_only(web_server: WebServer) -> None:
+    wav: dict[str, Any] = {"files": {"data": ("rec.wav", b"RIFF0000WAVEfmt MARKER-USER-RECORDING")}}
+    routes = [
+        ("POST", "/ui/gradio_api/process_recording", wav),
+        ("POST", "/ui/gradio_api/upload", {"files": {"files": ("x.txt", b"MARKER-USER")}}),
+        ("POST", "/ui/gradio_api/upload/", {"files": {"files": ("x.txt", b"MARKER-USER")}}),
+        ("POST", "/ui/gradio_api/upload?upload_id=abc", {"files": {"files": ("x", b"M")}}),
+        ("GET", "/ui/gradio_api/upload_progress?upload_id=abc", {}),
+    ]
+    with web_server.as_user("bob") as bob, web_server.as_user("carol") as carol:
+        for method, path, extra in routes:
+            for who, http in (("bob", bob), ("carol", carol)):
+                response = http.request(method, path, **extra)
+                assert response.status_code == 403, (who, path, response.status_code)
+    uploads = web_server.data_dir / "tmp"
+    leaked = [p for p in uploads.rglob("*") if p.is_file() and b"MARKER-USER" in p.read_bytes()]
+    assert leaked == []
+    with web_server.as_user("alice") as alice:
+        response = alice.post("/ui/gradio_api/process_recording", **wav)
+        assert response.status_code != 403
+
+
+def test_gradio_fetches_no_remote_url_for_anyone(web_server: WebServer) -> None:
+    paths = [
+        "/ui/gradio_api/file=http://example.com/index.html",
+        "/ui/gradio_api/file=https://example.com/index.html",
+        "/ui/gradio_api/file=HTTP://example.com/index.html",
+        "/ui/gradio_api/file/http://example.com/index.html",
+        "/ui/gradio_api/file=http%3A%2F%2Fexample.com%2Findex.html",
+        "/ui/gradio_api/proxy=https://evil.hf.space/file=x",
+        "/ui/gradio_api/proxy=http://127.0.0.1:1/",
+    ]
+    with web_server.as_user("alice") as alice:
+        for path in paths:
+            for method in ("GET", "HEAD"):
+                response = alice.request(method, path)
+                assert response.status_code in (403, 404), (method, path, response.status_code)
+                if method == "GET":
+                    assert "fetches no remote URLs" in response.text, (path, response.text)
+
+
+def test_an_audit_export_is_served_only_by_the_auditors_route(web_server: WebServer) -> None:
+    """A plain user and an admin once fetched an export through Gradio's file routes."""
+    with web_server.as_user("carol") as carol:
+        kind, link = gradio_call(carol, "as_jsonl", ["", "", "", "", "", False])
+        assert kind == "complete", link
+        href = export_href(link[0])
+        assert href.startswith("/audit/exports/audit-export-"), href
+        assert carol.get(href).status_code == 200
+    name = href.rsplit("/", 1)[-1]
+    exported = next(web_server.data_dir.rglob(name))
+    assert oct(exported.stat().st_mode & 0o777) == "0o600"
+    gradio_routes = [
+        f"/ui/gradio_api/file={exported}",
+        f"/ui/gradio_api/file/{exported}",
+        f"/ui/gradio_api/file={quote(str(exported))}",
+    ]
+    for user in ("bob", "alice", "carol"):
+        with web_server.as_user(user) as http:
+            for path in gradio_routes:
+                response = http.get(path)
+                assert response.status_code in (403, 404), (user, path, response.status_code)
+                assert b'"question"' not in response.content, (user, path)
+            if user != "carol":
+                refused = http.get(href)
+                assert refused.status_code == 403, (user, refused.status_code)
+    with web_server.as_user("carol") as carol:
+        for bogus in ("../users.sqlite3", "audit-export-x.csv", "%2e%2e%2fusers.sqlite3"):
+            assert carol.get(f"/audit/exports/{bogus}").status_code == 404
+
+
+def test_sign_in_and_out_refuse_another_origin(web_server: WebServer) -> None:
+    form = {"username": "bob", "password": PASSWORD}
+    foreign: list[dict[str, str]] = [
+        {"origin": "https://evil.example"},
+        {"origin": "null"},
+        {"referer": "https://evil.example/login-csrf.html"},
+        {"sec-fetch-site": "cross-site", "origin": "https://evil.example"},
+        {"sec-fetch-site": "same-site"},
+    ]
+    with web_server.client(follow_redirects=False) as http:
+        for headers in foreign:
+            response = http.post("/login", data=form, headers=headers)
+            assert response.status_code == 403, (headers, response.status_code)
+            assert "appliance_session" not in response.cookies, headers
+        same = http.post("/login", data=form, headers={"origin": web_server.url})
+        assert same.status_code == 303 and same.cookies.get("appliance_session")
+        jar = {"appliance_session": same.cookies["appliance_session"]}
+        http.cookies.clear()
+        logout = http.post("/logout", cookies=jar, headers={"origin": "https://evil.example"})
+        assert logout.status_code == 403
+        http.cookies.clear()
+        assert http.get("/v1/models", cookies=jar).status_code == 200  # still signed in
+
+
+def test_gradio_echoes_no_foreign_origin_with_credentials(web_server: WebServer) -> None:
+    """Gradio's own CORS middleware allows any Origin whenever the Host is not localhost."""
+    evil = "https://evil.example"
+    host = {"host": "assistant.example.org", "origin": evil}
+    with web_server.as_user("bob") as bob:
+        for path in ("/ui/config", "/ui/gradio_api/info", "/v1/models"):
+            response = bob.get(path, headers=host)
+            assert response.status_code == 200, (path, response.status_code)
+            assert response.headers.get("access-control-allow-origin") != evil, path
+            assert "access-control-allow-credentials" not in response.headers, path
+        preflight = bob.options(
+            "/ui/gradio_api/queue/join",
+            headers={**host, "access-control-request-method": "POST"},
+        )
+        assert preflight.headers.get("access-control-allow-origin") != evil

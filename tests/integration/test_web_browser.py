@@ -210,3 +210,23 @@ def test_a_wrong_password_shows_an_error_and_sets_no_session(
     page.goto(web_server.url + "/ui/")
     assert "/login" in page.url
     context.close()
+
+
+def test_an_auditor_downloads_an_export_from_the_appliance_not_from_gradio(
+    browser: Browser, web_server: WebServer
+) -> None:
+    asked = web_server.ask(web_server.keys["bob"], HOLIDAY_QUESTION)
+    assert asked.status_code == 200, asked.text
+    page = sign_in(browser, web_server, "carol")
+    page.get_by_role("tab", name="Audit").click()
+    page.locator("#audit-user textarea").fill("bob")
+    page.click("#audit-export-csv")
+    link = page.locator("#audit-download a")
+    expect(link).to_contain_text("audit-export-")
+    href = link.get_attribute("href") or ""
+    assert href.startswith("/audit/exports/audit-export-"), href
+    with page.expect_download() as pending:
+        link.click()
+    saved = pending.value.path()
+    assert asked.json()["audit_id"] in Path(saved).read_text(encoding="utf-8")
+    page.context.close()

@@ -5,6 +5,7 @@ model is scripted, so what is checked here is the protocol, not the model.
 """
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,6 +210,73 @@ def test_an_unsupported_answer_is_never_streamed(tmp_path: Path) -> None:
         web.close()
 
 
+def test_a_stream_whose_start_cannot_be_recorded_sends_no_answer_text(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit log's write lock is taken by another process once the question is checked."""
+    audit = web.harness.audit
+    other = sqlite3.connect(audit.path, isolation_level=None, check_same_thread=False)
+    audit._db.execute("PRAGMA busy_timeout = 200")
+    check = audit.check_writable
+
+    def checked_then_locked() -> None:
+        check()
+        other.execute("BEGIN IMMEDIATE")
+
+    monkeypatch.setattr(audit, "check_writable", checked_then_locked)
+    try:
+        response = web.client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {web.ann_key}"},
+            json={
+                "stream": True,
+                "messages": [{"role": "user", "content": "what is the guest wifi password?"}],
+            },
+        )
+    finally:
+        assert other.in_transaction  # the lock was held while the question was answered
+        other.execute("ROLLBACK")
+        other.close()
+    assert response.status_code == 503, response.text
+    assert "BLUEFALCON" not in response.text and "audit" in response.text
+
+
+def test_a_streamed_answer_has_a_started_record_and_a_plain_one_has_none(web: Web) -> None:
+    streamed = web.client.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {web.ann_key}"},
+        json={
+            "stream": True,
+            "messages": [{"role": "user", "content": "what is the guest wifi password?"}],
+        },
+    )
+    assert streamed.status_code == 200
+    plain = chat(web, web.ann_key, "what is the guest wifi password?")
+    records = web.harness.audit.query(with_completed_starts=True)
+    assert [r.entry.outcome for r in records] == ["started", "answered", "answered"]
+    assert records[1].entry.started_id == records[0].id
+    assert records[2].id == plain["audit_id"] and records[2].entry.started_id is None
+
+
+def test_a_follow_up_whose_rewrite_fails_is_recorded(web: Web) -> None:
+    web.harness.generator.fail = RuntimeError("Requested tokens exceed context window")
+    response = web.client.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {web.ann_key}"},
+        json={
+            "messages": [
+                {"role": "user", "content": "what is the guest wifi password?"},
+                {"role": "assistant", "content": "The password is BLUEFALCON [1]."},
+                {"role": "user", "content": "does it change?"},
+            ]
+        },
+    )
+    assert response.status_code == 503, response.text
+    [record] = web.harness.audit.query()
+    assert record.entry.outcome == "error" and record.entry.question == "does it change?"
+    assert "rewriting the follow-up failed" in (record.entry.error or "")
+
+
 def test_a_busy_model_is_a_429_and_a_bad_request_a_400(web: Web) -> None:
     headers = {"Authorization": f"Bearer {web.ann_key}"}
     with web.harness.gate.hold():  # someone else is answering; the queue holds nobody
@@ -244,3 +312,137 @@ def test_only_admins_reach_the_upload_route(web: Web) -> None:
         "/ui/gradio_api/upload", headers={"Authorization": f"Bearer {admin_key}"}
     )
     assert admin.status_code == 404  # passed the guard; this test app mounts no Gradio
+
+
+def test_bad_passwords_for_a_made_up_name_do_not_lock_real_users_out(web: Web) -> None:
+    """Behind a reverse proxy all users share one address: guessing there locks nobody real."""
+    for n in range(5):
+        web.client.post("/login", data={"username": f"made-up-{n}", "password": "nope-nope"})
+    guessed = web.client.post("/login", data={"username": "made-up-9", "password": "nope-nope"})
+    assert guessed.status_code == 429  # unknown names from this address are paused
+    signed_in = web.client.post("/login", data={"username": "ann", "password": PASSWORD})
+    assert signed_in.status_code == 303 and signed_in.cookies.get(SESSION_COOKIE)
+    for _ in range(2):
+        web.client.post("/login", data={"username": "ann", "password": "nope-nope"})
+    locked = web.client.post("/login", data={"username": "ann", "password": PASSWORD})
+    assert locked.status_code == 429  # the account itself still locks
+    hugo = web.client.post("/login", data={"username": "hugo", "password": PASSWORD})
+    assert hugo.status_code == 303  # and only that account
+
+
+def test_schema_errors_of_the_v1_api_are_400_in_the_openai_shape(web: Web) -> None:
+    headers = {"Authorization": f"Bearer {web.ann_key}"}
+    bodies: list[dict[str, object]] = [
+        {},
+        {"messages": "what is the guest wifi password?"},
+        {"messages": [{"content": "no role"}]},
+        {"messages": [{"role": "user", "content": 42}]},
+        {"messages": [{"role": "user", "content": "hi"}], "stream": "sometimes"},
+    ]
+    for body in bodies:
+        response = web.client.post("/v1/chat/completions", headers=headers, json=body)
+        assert response.status_code == 400, (body, response.status_code)
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["code"] == 400, body
+        assert "messages" in error["message"] or "stream" in error["message"], error
+    broken = web.client.post(
+        "/v1/chat/completions",
+        headers={**headers, "content-type": "application/json"},
+        content=b'{"messages": [',
+    )
+    assert broken.status_code == 400
+    assert broken.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_sign_in_and_out_refuse_requests_from_another_origin(web: Web) -> None:
+    form = {"username": "ann", "password": PASSWORD}
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Referer": "https://evil.example/csrf.html"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "https://other.testserver"},
+    ):
+        refused = web.client.post("/login", data=form, headers=headers)
+        assert refused.status_code == 403, headers
+        assert SESSION_COOKIE not in refused.cookies
+    for headers in (
+        {"Origin": "http://testserver"},
+        {"Referer": "http://testserver/login?next=%2Fui%2F"},
+        {"Sec-Fetch-Site": "same-origin", "Origin": "https://assistant.example.org"},
+        {},
+    ):
+        web.client.cookies.clear()
+        signed_in = web.client.post("/login", data=form, headers=headers)
+        assert signed_in.status_code == 303, headers
+    page = web.client.get("/login")
+    assert page.headers["referrer-policy"] == "same-origin"  # so the form sends its Origin
+    assert web.client.get("/logout", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert web.client.post("/logout", headers={"Origin": "https://evil.example"}).status_code == 403
+    assert web.client.get("/v1/models").status_code == 200  # still signed in
+    assert web.client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 303
+    assert web.client.get("/v1/models").status_code == 401
+
+
+def test_every_gradio_upload_route_is_for_admins(web: Web) -> None:
+    web.users.add_user("ada", PASSWORD, ["everyone"], Role.ADMIN)
+    admin = {"Authorization": f"Bearer {web.users.create_key('ada')[1]}"}
+    user = {"Authorization": f"Bearer {web.ann_key}"}
+    for method, path in [
+        ("POST", "/ui/gradio_api/process_recording"),
+        ("POST", "/ui/gradio_api/upload/"),
+        ("POST", "/ui/gradio_api/upload?upload_id=x"),
+        ("GET", "/ui/gradio_api/upload_progress?upload_id=x"),
+        ("POST", "/gradio_api/upload"),
+    ]:
+        assert web.client.request(method, path, headers=user).status_code == 403, path
+        assert web.client.request(method, path, headers=admin).status_code == 404, path
+
+
+def test_no_route_fetches_a_remote_url(web: Web) -> None:
+    headers = {"Authorization": f"Bearer {web.hugo_key}"}
+    for path in [
+        "/ui/gradio_api/file=http://example.com/x",
+        "/ui/gradio_api/file=https://example.com/x",
+        "/ui/gradio_api/file/http://example.com/x",
+        "/ui/gradio_api/file=%68ttp://example.com/x",
+        "/ui/gradio_api/file=//example.com/x",
+        "/ui/gradio_api/proxy=https://evil.hf.space/x",
+    ]:
+        response = web.client.get(path, headers=headers)
+        assert response.status_code == 403, path
+        assert "remote" in response.json()["error"]["message"]
+    local = web.client.get("/ui/gradio_api/file=/tmp/x.txt", headers=headers)
+    assert local.status_code == 404  # passed the guard; this test app mounts no Gradio
+
+
+def test_a_gradio_session_hash_is_bound_to_the_user_who_first_used_it(web: Web) -> None:
+    ann = {"Authorization": f"Bearer {web.ann_key}"}
+    hugo = {"Authorization": f"Bearer {web.hugo_key}"}
+    session = "hugos-session"
+    # Hugo opens the session; from then on only he passes the guard with it (404: no Gradio).
+    assert web.client.get(f"/ui/gradio_api/heartbeat/{session}", headers=hugo).status_code == 404
+    body = {"session_hash": session, "fn_index": 0, "data": []}
+    attempts = [
+        ("GET", f"/ui/gradio_api/queue/data?session_hash={session}", {}),
+        ("GET", f"/ui/gradio_api/queue/data?session%5Fhash={session}", {}),
+        ("GET", f"/ui/gradio_api/heartbeat/{session}", {}),
+        ("GET", f"/ui/gradio_api/stream/{session}/r/1/playlist-file", {}),
+        ("GET", f"/ui/gradio_api/call/chat/{session}", {}),
+        ("POST", "/ui/gradio_api/queue/join", {"json": body}),
+        ("POST", "/ui/gradio_api/call/respond", {"json": body}),
+        ("POST", "/ui/gradio_api/cancel", {"json": body}),
+        ("POST", "/ui/gradio_api/component_server", {"data": body}),
+        ("POST", "/ui/gradio_api/component_server", {"files": {"x": ("x", b"x")}, "data": body}),
+    ]
+    for method, path, extra in attempts:
+        assert web.client.request(method, path, headers=hugo, **extra).status_code == 404, path
+        refused = web.client.request(method, path, headers=ann, **extra)
+        assert refused.status_code == 403, (method, path)
+        assert refused.json()["error"]["type"] == "permission_error"
+    # Ann's own session, and a request naming hers and his at once (nothing of hers is bound).
+    own = {"session_hash": "anns-session", "event_id": session}
+    assert web.client.post("/ui/gradio_api/cancel", headers=ann, json=own).status_code == 403
+    mine = web.client.post("/ui/gradio_api/cancel", headers=ann, json={"session_hash": "anns"})
+    assert mine.status_code == 404
+    assert web.client.get("/ui/gradio_api/heartbeat/anns", headers=hugo).status_code == 403
