@@ -22,9 +22,16 @@ def current_user(identifier: Identifier, request: gr.Request | None) -> User:
 
 
 def require(
-    identifier: Identifier, request: gr.Request | None, allowed: Callable[[User], bool], page: str
+    identifier: Identifier,
+    request: gr.Request | None,
+    allowed: Callable[[User], bool],
+    page: str,
+    action: str = "open",
 ) -> User:
+    """The user, if their role may use `page`; else the refusal is recorded and shown."""
     user = current_user(identifier, request)
     if not allowed(user):
+        reason = f"the {page} page is not available to the role {user.role}"
+        identifier.denied(user, f"{page}: {action}", f"the {page} page", reason)
         raise gr.Error(f"The {page} page is not available to your role ({user.role}).")
     return user

@@ -161,11 +161,11 @@ def build_audit_tab(
     def run_search(
         who: str, start: str, end: str, doc: str, needle: str, cited: bool, request: gr.Request
     ) -> list[list[Any]]:
-        require(identifier, request, _is_auditor, "audit")
+        require(identifier, request, _is_auditor, "audit", "search")
         return [record_row(r) for r in query(who, start, end, doc, needle, cited, PAGE_SIZE)]
 
     def show(identifier_text: str, request: gr.Request) -> str:
-        require(identifier, request, _is_auditor, "audit")
+        require(identifier, request, _is_auditor, "audit", "open a record")
         record = audit.get((identifier_text or "").strip())
         if record is None:
             raise gr.Error("No audit record has that id: copy it from the search results.")
@@ -177,7 +177,7 @@ def build_audit_tab(
         return str(row[0]) if row else ""
 
     def export(kind: str, values: tuple[Any, ...], request: gr.Request) -> str:
-        require(identifier, request, _is_auditor, "audit")
+        require(identifier, request, _is_auditor, "audit", f"export {kind}")
         who, start, end, doc, needle, cited = values
         records = query(who, start, end, doc, needle, cited, EXPORT_LIMIT)
         exports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

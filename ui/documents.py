@@ -132,7 +132,7 @@ def build_documents_tab(
     async def upload(
         uploaded: list[dict[str, Any]] | None, group_text: str, request: gr.Request
     ) -> AsyncIterator[tuple[Any, ...]]:
-        require(identifier, request, _is_admin, "documents")
+        require(identifier, request, _is_admin, "documents", "upload")
         if not uploaded:
             raise gr.Error("Choose one or more files first.")
         try:
@@ -183,7 +183,7 @@ def build_documents_tab(
         )
 
     def remove(source: str | None, request: gr.Request) -> tuple[str, Any, Any]:
-        require(identifier, request, _is_admin, "documents")
+        require(identifier, request, _is_admin, "documents", f"delete {source or ''}".strip())
         if not source:
             raise gr.Error("Choose a document to delete.")
         if config.docs_dir is not None and is_under(source, config.docs_dir):

@@ -19,7 +19,8 @@ from appliance.errors import AuditError
 
 # no-answer: the model said the passages do not hold the answer; unsupported: no sentence of
 # the model's answer is supported by the passages it cites (see appliance.verification);
-# started: a streamed answer is about to be shown (its completion record names this one).
+# started: a streamed answer is about to be shown (its completion record names this one);
+# denied: a refused action (a role check, a lockout...), see appliance.audit.denials.
 Outcome = Literal[
     "answered",
     "nothing-found",
@@ -29,6 +30,7 @@ Outcome = Literal[
     "no-answer",
     "unsupported",
     "started",
+    "denied",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 BODY_FORMAT = 1

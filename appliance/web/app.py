@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from gradio import utils as gradio_utils
 
+from appliance.audit.denials import Denials
 from appliance.auth import LoginLimiter, ProxyAuth, UserStore
 from appliance.conversation import FollowUpRewriter
 from appliance.errors import ConfigError
@@ -151,7 +152,7 @@ def build_web_services(
         settings=settings,
         answers=answers,
         users=users,
-        identifier=Identifier(users, proxy),
+        identifier=Identifier(users, proxy, Denials(answers.audit)),
         limiter=LoginLimiter(settings.login_max_failures, settings.login_lockout_s),
         index=index,
         engine=ChatEngine(
@@ -190,11 +191,17 @@ def create_app(services: WebServices) -> FastAPI:
     app.include_router(ops.build_router(services.health, services.metrics))
     app.include_router(
         login.build_router(
-            services.users, services.limiter, settings.session_hours, settings.secure_cookies
+            services.users,
+            services.limiter,
+            settings.session_hours,
+            settings.secure_cookies,
+            services.identifier.denials,
         )
     )
     app.include_router(openai_api.build_router(services.engine))
-    app.include_router(files.build_router(services.index, exports_dir))
+    app.include_router(
+        files.build_router(services.index, exports_dir, services.identifier.denials)
+    )
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

@@ -18,6 +18,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
+from appliance.audit.denials import Denials
 from appliance.auth import User
 from appliance.filehash import sha256_of_file
 from ingest.service import IndexService
@@ -38,13 +39,21 @@ INLINE_TYPES = {
 SANDBOX = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
-def build_router(index: IndexService, exports_dir: Path | None = None) -> APIRouter:
+def build_router(
+    index: IndexService, exports_dir: Path | None = None, denials: Denials | None = None
+) -> APIRouter:
     router = APIRouter()
+
+    def denied(user: User, action: str, target: str, reason: str) -> None:
+        if denials is not None:
+            denials.record(user.name, action, target, reason, groups=user.groups)
 
     @router.get("/documents/{doc_id}")
     def open_document(doc_id: str, request: Request) -> FileResponse:
         user: User = request.state.user
         entry = index.document(doc_id) if DOC_ID.match(doc_id) else None
+        if entry is not None and not set(entry.acl) & set(user.groups):
+            denied(user, "open a document", f"{doc_id} ({entry.source})", "not in its groups")
         if entry is None or not set(entry.acl) & set(user.groups):
             raise HTTPException(404, "no such document")
         path = Path(entry.source)
@@ -65,6 +74,7 @@ def build_router(index: IndexService, exports_dir: Path | None = None) -> APIRou
     def download_export(name: str, request: Request) -> FileResponse:
         user: User = request.state.user
         if not user.is_auditor:
+            denied(user, "download an audit export", name, "only auditors read audit exports")
             raise HTTPException(403, "only auditors read audit exports")
         match = EXPORT_NAME.match(name)
         path = exports_dir / name if exports_dir is not None and match else None

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 
@@ -130,6 +131,7 @@ class AuthGuard:
             return
         refusal = _role_refusal(path, user)
         if refusal is not None:
+            await self._denied(user, scope, refusal)
             await _forbid(scope, send, refusal)
             return
         scope.setdefault("state", {})["user"] = user
@@ -154,11 +156,16 @@ class AuthGuard:
             keys += await _body_keys(scope, body)
             receive = _replay(body, receive)
         if not self.sessions.claim_all(keys, user.name):
+            await self._denied(user, scope, "this session belongs to another user")
             await _forbid(scope, send, "this session belongs to another user")
             return
         if method == "POST" and ISSUES_EVENT.search(path):
             send = self._binding_events(send, user.name)
         await self.app(scope, receive, send)
+
+    async def _denied(self, user: User, scope: Scope, reason: str) -> None:
+        action = f"{scope.get('method', 'GET')} request"
+        await anyio.to_thread.run_sync(self.identifier.denied, user, action, scope["path"], reason)
 
     def _binding_events(self, send: Send, user: str) -> Send:
         """Bind the event id in the answer to `user` before the answer leaves."""

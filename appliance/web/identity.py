@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from appliance.audit.denials import Denials
 from appliance.auth import ProxyAuth, User, UserStore
 
 SESSION_COOKIE = "appliance_session"
@@ -20,9 +21,15 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 class Identifier:
     """Resolves the user of a request afresh each time, so a removed user is out at once."""
 
-    def __init__(self, users: UserStore, proxy: ProxyAuth) -> None:
+    def __init__(self, users: UserStore, proxy: ProxyAuth, denials: Denials | None = None) -> None:
         self.users = users
         self.proxy = proxy
+        # Where every part that refuses a known user records it (None: tests of other parts).
+        self.denials = denials
+
+    def denied(self, user: User, action: str, target: str, reason: str) -> None:
+        if self.denials is not None:
+            self.denials.record(user.name, action, target, reason, groups=user.groups)
 
     def user(
         self, headers: Mapping[str, str], cookies: Mapping[str, str], client_host: str | None

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from appliance.audit.denials import Denials
 from appliance.auth import LoginLimiter, UserStore
 from appliance.auth.ratelimit import login_keys
 from appliance.web.identity import SESSION_COOKIE
@@ -92,9 +93,18 @@ def cross_site_refusal() -> Response:
 
 
 def build_router(
-    users: UserStore, limiter: LoginLimiter, session_hours: float, secure_cookies: bool
+    users: UserStore,
+    limiter: LoginLimiter,
+    session_hours: float,
+    secure_cookies: bool,
+    denials: Denials | None = None,
 ) -> APIRouter:
     router = APIRouter()
+
+    def denied(name: str, action: str, client: str, reason: str) -> None:
+        if denials is not None:
+            denials.record(name.strip() or "(no name)", action, f"from {client}", reason)
+
     checks = threading.BoundedSemaphore(CONCURRENT_LOGINS)
 
     @router.get("/login", response_class=HTMLResponse)
@@ -108,12 +118,14 @@ def build_router(
         password: str = Form(..., max_length=1024),
         next: str = Form(HOME),
     ) -> Response:
-        if not from_this_site(request):
-            return cross_site_refusal()
         client = request.client.host if request.client else "unknown"
+        if not from_this_site(request):
+            denied(username, "sign in", client, "the request came from another site")
+            return cross_site_refusal()
         keys = login_keys(username, client, users.get(username.strip()) is not None)
         wait = limiter.retry_after(*keys)
         if wait > 0:
+            denied(username, "sign in", client, "locked out after repeated failed sign-ins")
             response = login_page(
                 next, f"Too many failed sign-ins. Try again in {int(wait) + 1} s.", 429
             )

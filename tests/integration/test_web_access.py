@@ -12,7 +12,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from appliance.auth import UserStore
+from appliance.audit import AuditLog
+from appliance.auth import Role, UserStore
 from tests.integration.web_server import (
     CODEWORD,
     LOGIN_MAX_FAILURES,
@@ -632,3 +633,43 @@ def test_gradio_echoes_no_foreign_origin_with_credentials(web_server: WebServer)
             headers={**host, "access-control-request-method": "POST"},
         )
         assert preflight.headers.get("access-control-allow-origin") != evil
+
+
+# (f) refusals leave a trace for the auditor
+
+
+def denied_records(web_server: WebServer, user: str) -> list[tuple[str, str]]:
+    with AuditLog(web_server.data_dir / "audit.sqlite3", read_only=True) as log:
+        records = log.query(user=user)
+    return [
+        (r.entry.retrieval["action"], r.entry.retrieval["target"])
+        for r in records
+        if r.entry.outcome == "denied"
+    ]
+
+
+def test_refused_actions_and_lockouts_are_in_the_audit_log(web_server: WebServer) -> None:
+    secret_id = web_server.doc_id(web_server.secret_path)
+    with web_server.as_user("bob") as bob:
+        upload = bob.post("/ui/gradio_api/upload", files={"files": ("x.txt", b"bob was here")})
+        assert upload.status_code == 403
+        assert bob.get(f"/documents/{secret_id}").status_code == 404
+        assert bob.get("/audit/exports/audit-export-x.csv").status_code == 403
+        kind, _ = gradio_call(bob, "remove", [None])
+        assert kind == "error"
+    with UserStore(web_server.data_dir / "users.sqlite3") as users:
+        users.add_user("erin-denied", PASSWORD, ["everyone"], Role.USER)
+    attacker = "127.0.0.79"
+    for _ in range(LOGIN_MAX_FAILURES):
+        assert login_from(web_server, attacker, "erin-denied", "guess").status_code == 401
+    assert login_from(web_server, attacker, "erin-denied", PASSWORD).status_code == 429
+
+    denied = denied_records(web_server, "bob")
+    assert ("POST request", "/ui/gradio_api/upload") in denied
+    assert ("open a document", f"{secret_id} ({web_server.secret_path})") in denied
+    assert ("download an audit export", "audit-export-x.csv") in denied
+    assert ("documents: delete", "the documents page") in denied
+    assert ("sign in", f"from {attacker}") in denied_records(web_server, "erin-denied")
+    key = web_server.data_dir.parent / "audit-key" / "audit.key"  # as cli_env sets it
+    with AuditLog(web_server.data_dir / "audit.sqlite3", read_only=True, key_file=key) as log:
+        assert log.verify().ok
