@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     parse_timeout_s: float = Field(
         120, gt=0, description="Longest time one file may take to parse before it is given up."
     )
+    parser_memory_mb: int = Field(
+        4096,
+        ge=0,
+        description="Address-space limit of the parser process, in MB (its normal size is about "
+        "400 MB): a file that needs more fails with the reason, the others are still ingested. "
+        "0: no limit.",
+    )
     llm_model: str | None = Field(
         None,
         description="The model that answers questions: a GGUF file's path, or the name of a "

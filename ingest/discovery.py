@@ -2,7 +2,21 @@
 
 What cannot be considered is reported with its reason rather than dropped in silence: a file
 or folder name that is not valid UTF-8 (it cannot be stored in the manifest, the vector store's
-payloads or a JSON report), a symbolic link loop, a folder that cannot be read.
+payloads or a JSON report), a symbolic link loop, a folder that cannot be read, a symbolic link
+that leads out of the folder.
+
+Symbolic links in a folder never publish what lies outside it: whoever can put a link in the
+documents folder could otherwise have any file the appliance can read (its own keys, say)
+indexed, answered from and served to users. So, inside an ingested folder:
+- a link to a file or folder outside the folder is skipped and reported;
+- a link to a file inside the folder is followed, and the file is ingested once, under its
+  real path: the same bytes under two names would be two documents (duplicate passages and
+  citations), and a path that is a link can be re-pointed between runs;
+- a link to a folder inside the folder is not descended: the walk reaches that folder under
+  its real path anyway (unless it is hidden), and not descending rules out link cycles.
+A path named explicitly (on the command line, APPLIANCE_DOCS_DIR) may itself be a link: the
+administrator chose it, so it is followed, and its real path is ingested (for a folder: the
+real folder is the boundary its links are checked against).
 """
 
 from __future__ import annotations
@@ -21,6 +35,14 @@ BAD_FOLDER_NAME = (
 )
 BAD_PATH = "path is not valid UTF-8: rename it and ingest it again"
 LINK_LOOP = "skipped: symbolic link loop (the link leads back to itself): fix or remove the link"
+LINK_OUT_FILE = (
+    "skipped: symbolic link to a file outside the folder: {target} (links out of an ingested "
+    "folder are not followed: copy the file into the folder, or ingest it by naming it)"
+)
+LINK_OUT_FOLDER = (
+    "skipped: symbolic link to a folder outside the folder: {target} (links out of an ingested "
+    "folder are not followed: copy the folder into it, or ingest it by naming it)"
+)
 
 
 @dataclass
@@ -89,41 +111,52 @@ def _walk(found: Discovery, seen: set[Path], root: Path) -> None:
             FailedFile(where, f"cannot read the folder ({error.strerror}): check its permissions")
         )
 
+    # `root` is a real path and links are not descended, so every `folder` is a real path.
     for folder, subfolders, names in os.walk(root, onerror=unreadable):
         kept = []
-        for name in sorted(subfolders):
+        for name in sorted(subfolders):  # links to folders included
             if is_ignored(name):
                 continue
-            if is_valid_utf8(name):
+            path = Path(folder, name)
+            if not is_valid_utf8(name):
+                found.skipped.append(FailedFile(display_path(path), BAD_FOLDER_NAME))
+            elif not path.is_symlink():
                 kept.append(name)
-            else:
-                found.skipped.append(FailedFile(display_path(Path(folder, name)), BAD_FOLDER_NAME))
+            elif not (target := Path(os.path.realpath(path))).is_relative_to(root):
+                reason = LINK_OUT_FOLDER.format(target=display_path(target))
+                found.skipped.append(FailedFile(display_path(path), reason))
         subfolders[:] = kept
         for name in sorted(names):
             if is_ignored(name):
                 continue
             path = Path(folder, name)
-            reason = _file_problem(path)
-            if reason is None:
-                _add(found, seen, path)
+            real, reason = _file_to_ingest(path, root)
+            if real is not None:
+                _add(found, seen, real)
             elif reason:
                 found.skipped.append(FailedFile(display_path(path), reason))
 
 
-def _file_problem(path: Path) -> str | None:
-    """None for a regular file to ingest, a reason to report, or "" to pass over in silence
-    (a file that vanished meanwhile, a dangling link, a socket or other special file)."""
+def _file_to_ingest(path: Path, root: Path) -> tuple[Path | None, str]:
+    """The real path of a regular file to ingest, or None and a reason to report, or None and
+    "" to pass over in silence (a file that vanished meanwhile, a dangling link, a socket or
+    other special file)."""
     if not is_valid_utf8(path):
-        return BAD_FILE_NAME
+        return None, BAD_FILE_NAME
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
     try:
-        mode = os.stat(path).st_mode  # follows links
+        mode = os.stat(real).st_mode
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return LINK_LOOP
+            return None, LINK_LOOP
         if exc.errno == errno.ENOENT:
-            return ""
-        return f"cannot read ({exc.strerror}): check its permissions"
-    return None if stat.S_ISREG(mode) else ""
+            return None, ""
+        return None, f"cannot read ({exc.strerror}): check its permissions"
+    if not stat.S_ISREG(mode):
+        return None, ""
+    if not real.is_relative_to(root):
+        return None, LINK_OUT_FILE.format(target=display_path(real))
+    return real, ""
 
 
 def is_under(source: str, folder: Path) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from appliance.domain import TextSection
 from appliance.errors import LoadError
+from ingest.archives import ZIP_FORMATS, check_zip_bounds
 
 TEXT_SNIFF_BYTES = 8192
 
@@ -191,10 +192,12 @@ def load_sections(path: Path) -> list[TextSection]:
         raise LoadError(f"unsupported file type '{suffix or path.name}' (supported: {supported})")
     if path.stat().st_size == 0:
         raise LoadError("empty file")
+    if suffix in ZIP_FORMATS:
+        check_zip_bounds(path)
     wide_text = check_text_bytes(path) if suffix in TEXT_FORMATS else None
     try:
         sections = reader(path) if wide_text is None else _read_utf8_copy(reader, path, wide_text)
-    except LoadError:
+    except (LoadError, MemoryError):  # the parser process reports running out of memory
         raise
     except Exception as exc:
         kind = suffix.lstrip(".").upper()

@@ -23,7 +23,7 @@ from appliance.store import VectorStore
 from ingest.chunking import ChunkConfig
 from ingest.pipeline import IngestPipeline, Parser
 from ingest.pipeline import forget as forget_documents
-from ingest.worker import ParserProcess
+from ingest.worker import DEFAULT_MEMORY_MB, ParserProcess
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,16 @@ class IndexService:
         parse_timeout_s: float,
         max_file_bytes: int,
         *,
+        parser_memory_mb: int = DEFAULT_MEMORY_MB,
         parser_factory: Callable[[], ClosableParser] | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
         self._manifest = manifest
         self._max_file_bytes = max_file_bytes
-        self._new_parser = parser_factory or (lambda: ParserProcess(chunk_config, parse_timeout_s))
+        self._new_parser = parser_factory or (
+            lambda: ParserProcess(chunk_config, parse_timeout_s, parser_memory_mb)
+        )
         self._parser: ClosableParser | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()

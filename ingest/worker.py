@@ -1,7 +1,9 @@
 """Parse files in a separate process, under a time limit, several files ahead of the caller.
 
-A pathological file (a PDF that makes the parser loop, a reader that segfaults) costs
-that file only: the worker is killed and restarted, and the run goes on.
+A pathological file (a PDF that makes the parser loop, a reader that segfaults, a zip bomb
+that unpacks to gigabytes) costs that file only: the worker runs under a time limit per file
+and a memory limit (RLIMIT_AS, APPLIANCE_PARSER_MEMORY_MB); a file that exceeds either fails
+with the reason, a worker that dies is restarted, and the run goes on.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import logging
 import multiprocessing
 import os
 import queue
+import resource
 import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -29,21 +32,65 @@ log = logging.getLogger(__name__)
 LOOKAHEAD = 24
 STARTUP_TIMEOUT_S = 300
 ParseOutcome = list[ChunkText] | LoadError
+ParseFunction = Callable[[Path, Any], list[ChunkText]]
+MB = 1024 * 1024
+# Libraries that start a thread per core (OpenBLAS under pandas, say) reserve address space
+# for each: on a machine with many cores that alone could exceed the memory limit. The worker
+# parses one file at a time, so one thread each is enough.
+SINGLE_THREADED = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def parse_file(path: Path, chunker: Any) -> list[ChunkText]:
     from ingest.loaders import load_sections
 
+    # Discovery hands over real paths only: one that resolves elsewhere now was replaced by a
+    # symbolic link (or its folder was) after the folder was read, perhaps to publish a file
+    # from outside it.
+    if os.path.realpath(path) != os.path.abspath(path):
+        raise LoadError(
+            "skipped: the file or a folder above it became a symbolic link after the folder "
+            "was read (links are not followed this way); ingest again"
+        )
     return list(chunker.split(load_sections(path)))
 
 
-def _worker_main(conn: Connection, config: ChunkConfig) -> None:
+# About ten times what the parser needs with every reader loaded (~400 MB of address space).
+DEFAULT_MEMORY_MB = 4096
+
+
+def out_of_memory(memory_mb: int) -> str:
+    if memory_mb <= 0:
+        return "the parser ran out of memory (no limit set: the machine's memory is exhausted)"
+    return f"the parser ran out of memory (limit {memory_mb} MB, APPLIANCE_PARSER_MEMORY_MB)"
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """Cap this process's address space. Its normal size, every reader imported, is about
+    400 MB of address space (180 MB resident), measured on a folder of every format."""
+    if memory_mb <= 0:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    wanted = memory_mb * MB
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        _one_line("parser_memory_limit_not_set", _describe(exc))
+
+
+def _worker_main(
+    conn: Connection, config: ChunkConfig, memory_mb: int, parse: ParseFunction = parse_file
+) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    for name in SINGLE_THREADED:
+        os.environ.setdefault(name, "1")
     # Ctrl-C reaches the whole process group: the caller stops this worker itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
-        _serve(conn, config)
+        _limit_memory(memory_mb)
+        _serve(conn, config, memory_mb, parse)
     except (EOFError, OSError) as exc:  # the caller went away (killed, say): nothing to do
         cause = f"the process that started it went away ({_describe(exc)})"
         _one_line("parser_worker_stopped", cause)
@@ -51,11 +98,14 @@ def _worker_main(conn: Connection, config: ChunkConfig) -> None:
         _one_line("parser_worker_failed", _describe(exc))
 
 
-def _serve(conn: Connection, config: ChunkConfig) -> None:
+def _serve(conn: Connection, config: ChunkConfig, memory_mb: int, parse: ParseFunction) -> None:
     from ingest.chunking import Chunker
 
     try:
         chunker = Chunker(config)
+    except MemoryError:
+        conn.send(("failed", f"{out_of_memory(memory_mb)} while starting: raise the limit"))
+        return
     except Exception as exc:
         conn.send(("failed", _describe(exc)))
         return
@@ -63,24 +113,35 @@ def _serve(conn: Connection, config: ChunkConfig) -> None:
     # A reply waits in this queue rather than in a full pipe, so the next file is parsed
     # while the caller is still busy with earlier ones.
     replies: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-    sender = threading.Thread(target=_send_replies, args=(conn, replies), daemon=True)
+    sender = threading.Thread(target=_send_replies, args=(conn, replies, memory_mb), daemon=True)
     sender.start()
     while True:
         request = conn.recv()
         if request is None:  # replies nobody will read die with the process
             return
+        # The reply is queued after the except clause: by then the memory a failed parse
+        # held (referenced from the traceback) is free again, and the next file has it.
+        reply: tuple[str, Any]
         try:
-            replies.put(("ok", parse_file(Path(request), chunker)))
+            reply = ("ok", parse(Path(request), chunker))
         except LoadError as exc:
-            replies.put(("error", str(exc)))
+            reply = ("error", str(exc))
+        except MemoryError:
+            reply = ("error", f"{out_of_memory(memory_mb)}: split the file, or raise the limit")
         except Exception as exc:
-            replies.put(("error", f"cannot parse ({_describe(exc)})"))
+            reply = ("error", f"cannot parse ({_describe(exc)})")
+        replies.put(reply)
 
 
-def _send_replies(conn: Connection, replies: queue.SimpleQueue[tuple[str, Any]]) -> None:
+def _send_replies(
+    conn: Connection, replies: queue.SimpleQueue[tuple[str, Any]], memory_mb: int
+) -> None:
     while True:
         try:
-            conn.send(replies.get())
+            try:
+                conn.send(replies.get())
+            except MemoryError:  # too many chunks to serialise under the limit
+                conn.send(("error", f"{out_of_memory(memory_mb)}: split the file, or raise it"))
         except OSError:  # the caller went away; it starts a new worker if it needs one
             return
 
@@ -111,9 +172,20 @@ def exit_cause(exitcode: int | None) -> str:
 
 
 class ParserProcess:
-    def __init__(self, config: ChunkConfig, timeout_s: float) -> None:
+    def __init__(
+        self,
+        config: ChunkConfig,
+        timeout_s: float,
+        memory_mb: int = DEFAULT_MEMORY_MB,
+        *,
+        parse: ParseFunction = parse_file,
+    ) -> None:
+        """`memory_mb`: the worker's address-space limit (0: none; APPLIANCE_PARSER_MEMORY_MB).
+        `parse`: what the worker does with each file (a module-level function; for tests)."""
         self._config = config
         self._timeout_s = timeout_s
+        self._memory_mb = memory_mb
+        self._parse = parse
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: Connection | None = None
@@ -130,7 +202,10 @@ class ParserProcess:
     def _spawn(self) -> None:
         parent, child = self._context.Pipe()
         self._process = self._context.Process(
-            target=_worker_main, args=(child, self._config), daemon=True, name="appliance-parser"
+            target=_worker_main,
+            args=(child, self._config, self._memory_mb, self._parse),
+            daemon=True,
+            name="appliance-parser",
         )
         self._process.start()
         child.close()
@@ -251,9 +326,12 @@ class ParserProcess:
             status, payload = self._conn.recv()
         except (EOFError, OSError):
             cause = self._stop_dead_worker(path)
+            # Past the limit, native code (lxml, a Rust tokenizer) may abort or crash rather
+            # than raise MemoryError; the kernel's OOM killer sends SIGKILL.
             return LoadError(
-                f"the parser process stopped while reading this file ({cause}); "
-                "is it corrupt, or too large for the memory available?"
+                f"the parser process stopped while reading this file ({cause}): most likely "
+                f"{out_of_memory(self._memory_mb)}, or the file is corrupt; check the file, "
+                "or raise the limit"
             )
         if status == "ok":
             return list(payload)

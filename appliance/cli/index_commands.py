@@ -60,7 +60,7 @@ def ingest(
         check_chunk_size(model_dir, settings.chunk_size)
         config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
         show_bar = not as_json and sys.stderr.isatty()
-        with ParserProcess(config, settings.parse_timeout_s) as parser:
+        with ParserProcess(config, settings.parse_timeout_s, settings.parser_memory_mb) as parser:
             parser.prestart()
             embedder = build_embedder(settings)
             index = open_index(settings, embedder)

@@ -44,7 +44,7 @@ def repair(
         model_dir = resolve_embed_model(settings.embed_model)
         check_chunk_size(model_dir, settings.chunk_size)
         config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
-        with ParserProcess(config, settings.parse_timeout_s) as parser:
+        with ParserProcess(config, settings.parse_timeout_s, settings.parser_memory_mb) as parser:
             parser.prestart()
             embedder = build_embedder(settings)
             index = open_index(settings, embedder, rebuild=True)

@@ -140,6 +140,7 @@ def build_web_services(
         ChunkConfig(answers.index.embed_model_dir, settings.chunk_size, settings.chunk_overlap),
         settings.parse_timeout_s,
         int(settings.max_file_size_mb * 1_000_000),
+        parser_memory_mb=settings.parser_memory_mb,
     )
     assistant = answers.assistant
     metrics = Metrics(lambda: live_metrics(assistant.gate, answers.index.store, index))

@@ -133,3 +133,58 @@ def test_file_name_that_is_not_utf8_is_reported_and_the_others_ingested(tmp_path
     assert "Traceback" not in result.stderr
     assert f"failed: {docs}/bad\\xff.txt: file name is not valid UTF-8" in result.stderr
     assert f"0 new, 0 changed, {len(files)} unchanged" in result.stdout
+
+
+def test_links_out_of_the_folder_are_skipped_and_links_inside_are_ingested_once(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("The vault code is 7391.", encoding="utf-8")
+    (outside / "more.txt").write_text("The safe code is 4826.", encoding="utf-8")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "sub" / "wifi.txt").write_text("The guest wifi is ACME-Guest.", encoding="utf-8")
+    (docs / "secret.txt").symlink_to(outside / "secret.txt")
+    (docs / "shared").symlink_to(outside, target_is_directory=True)
+    (docs / "wifi-link.txt").symlink_to("sub/wifi.txt")
+    data = tmp_path / "data"
+
+    code, report = run_json(data, "ingest", str(docs))
+    assert code == 1
+    assert report["files"]["new"] == 1
+    failed = {Path(f["path"]).name: f["error"] for f in report["files"]["failed"]}
+    assert failed == {
+        "secret.txt": "skipped: symbolic link to a file outside the folder: "
+        f"{outside / 'secret.txt'} (links out of an ingested folder are not followed: copy "
+        "the file into the folder, or ingest it by naming it)",
+        "shared": "skipped: symbolic link to a folder outside the folder: "
+        f"{outside} (links out of an ingested folder are not followed: copy the folder into "
+        "it, or ingest it by naming it)",
+    }
+    snapshot = index_snapshot(data)
+    assert {p[1] for p in snapshot.values()} == {str(docs / "sub" / "wifi.txt")}
+    texts = " ".join(p[3] for p in snapshot.values())
+    assert "7391" not in texts and "4826" not in texts
+
+    # A link named on the command line is followed: the administrator chose it.
+    code, report = run_json(data, "ingest", str(docs / "secret.txt"))
+    assert (code, report["files"]["new"]) == (0, 1)
+    assert str(outside / "secret.txt") in {p[1] for p in index_snapshot(data).values()}
+
+
+def test_zip_bomb_is_refused_and_the_rest_of_the_folder_is_ingested(tmp_path: Path) -> None:
+    from tests.unit.test_loaders import write_docx_bomb
+
+    docs = tmp_path / "docs"
+    files = write_corpus(docs)
+    write_docx_bomb(docs / "bomb.docx")
+    data = tmp_path / "data"
+
+    code, report = run_json(data, "ingest", str(docs))
+    assert code == 1
+    assert report["files"]["new"] == len(files)
+    [failed] = report["files"]["failed"]
+    assert failed["path"] == str(docs / "bomb.docx")
+    assert failed["error"].startswith("refused: its part 'word/document.xml' unpacks to 300.")
+    assert "over the limit of 100:1" in failed["error"]

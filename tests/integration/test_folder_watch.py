@@ -206,3 +206,35 @@ def test_missing_folder_is_reported_and_watched_for(served: Served) -> None:
         lambda: found(served.search("Where does the night bus stop?"), folder / "bus.md", "bus"),
     )
     served.wait_for("the cleared error", lambda: served.watcher.last_error is None)
+
+
+def test_links_out_of_the_watched_folder_are_never_indexed(served: Served, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "salaries.md").write_text("# Pay\n\nThe director earns 412,000.\n", "utf-8")
+    folder = served.folder
+    served.watcher.start()
+    served.wait_for("the catch-up run", lambda: served.watcher.runs >= 1)
+
+    (folder / "salaries.md").symlink_to(outside / "salaries.md")
+    (folder / "hr").symlink_to(outside, target_is_directory=True)
+    (folder / "canteen.md").write_text("# Canteen\n\nThe canteen opens at noon.\n", "utf-8")
+
+    def skipped() -> set[str]:
+        last = served.service.last
+        report = last.report if last is not None else None
+        failed = report.failed if report is not None else []
+        return {Path(f.path).name for f in failed if "outside the folder" in f.error}
+
+    served.wait_for(
+        "the added file, with the links skipped",
+        lambda: (
+            str(folder / "canteen.md") in served.store.source_counts()
+            and skipped() == {"salaries.md", "hr"}
+        ),
+    )
+    assert set(served.store.source_counts()) == {
+        str(folder / "reactor.md"),
+        str(folder / "canteen.md"),
+    }
+    assert not any("412,000" in p.text for p in served.search("What does the director earn?"))

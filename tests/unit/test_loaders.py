@@ -124,3 +124,85 @@ def test_text_with_a_utf16_or_utf32_byte_order_mark_is_read(
     bom = "\ufeff" if codec.endswith("-be") else ""  # the -be codecs write no mark
     path.write_bytes((bom + "# Wide\n\nThe café opens at nine.").encode(codec))
     assert "The café opens at nine." in text_of(path)
+
+
+# Zip-based formats: unpacked sizes are checked before a reader unpacks anything.
+
+DOCX_CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships'
+    '+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-'
+    'officedocument.wordprocessingml.document.main+xml"/></Types>'
+)
+DOCX_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+    'relationships/officeDocument" Target="word/document.xml"/></Relationships>'
+)
+
+
+def write_docx_bomb(path: Path, unpacked_mb: int = 300) -> Path:
+    """A valid-looking DOCX whose word/document.xml is `unpacked_mb` MB of repetitive XML,
+    written in 1 MB pieces so that this process never holds it whole."""
+    import zipfile
+
+    paragraph = b"<w:p><w:r><w:t>" + b"A" * 1000 + b"</w:t></w:r></w:p>"
+    piece = paragraph * (1_000_000 // len(paragraph))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", DOCX_CONTENT_TYPES)
+        archive.writestr("_rels/.rels", DOCX_RELS)
+        with archive.open("word/document.xml", "w", force_zip64=True) as member:
+            member.write(
+                b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w='
+                b'"http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>'
+            )
+            for _ in range(unpacked_mb):
+                member.write(piece)
+            member.write(b"</w:body></w:document>")
+    return path
+
+
+def test_docx_zip_bomb_is_refused_with_the_limit_before_it_is_unpacked(tmp_path: Path) -> None:
+    import resource
+    import time
+
+    bomb = write_docx_bomb(tmp_path / "bomb.docx")
+    assert bomb.stat().st_size < 2_000_000
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    with pytest.raises(LoadError) as refused:
+        load_sections(bomb)
+    assert time.monotonic() - started < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 50_000  # KB
+    message = str(refused.value)
+    assert message.startswith("refused: its part 'word/document.xml' unpacks to 300.")
+    assert "over the limit of 100:1" in message and "zip bomb" in message
+
+
+def test_many_small_parts_over_the_total_unpacked_limit_are_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "parts.xlsx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for number in range(120):  # each part is under the ratio check's 1 MB exemption
+            archive.writestr(f"xl/worksheets/sheet{number}.xml", b"<row/>" * 160_000)
+    with pytest.raises(LoadError, match=r"refused: the XLSX unpacks to 115\.2 MB, over the limit"):
+        load_sections(path)
+
+
+def test_real_office_documents_pass_the_unpacked_size_check(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    from ingest.archives import check_zip_bounds
+    from tests.documents import write_xlsx
+
+    for kind in ("docx", "pptx", "xlsx"):
+        check_zip_bounds(corpus[kind])
+    # A large, regular spreadsheet: 40,000 rows of repetitive data.
+    rows = [[f"row {n}", "North", "Widget", str(n % 97)] for n in range(40_000)]
+    big = write_xlsx(tmp_path / "big.xlsx", rows)
+    check_zip_bounds(big)
+    assert "row 39999" in text_of(big)

@@ -207,3 +207,81 @@ def test_unexpected_error_on_one_file_fails_that_file_only(
     assert report.new == 2
     assert [Path(f.path).name for f in report.failed] == ["b.md"]
     assert "RuntimeError: hash engine jammed" in report.failed[0].error
+
+
+def test_discovery_skips_links_out_of_the_folder_and_takes_links_inside_once(
+    tmp_path: Path, docs: Path
+) -> None:
+    from ingest.discovery import discover
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("The root password is hunter2.", encoding="utf-8")
+    (docs / "secret.txt").symlink_to(outside / "secret.txt")
+    (docs / "sub" / "up.txt").symlink_to("../../outside/secret.txt")  # relative, via ..
+    (docs / "shared").symlink_to(outside, target_is_directory=True)
+    (docs / "alias.txt").symlink_to(docs / "sub" / "c.txt")
+    (docs / "sub-again").symlink_to(docs / "sub", target_is_directory=True)
+    (docs / ".hidden").mkdir()
+    (docs / ".hidden" / "kept.txt").write_text("Linked from a visible name.", encoding="utf-8")
+    (docs / "kept.txt").symlink_to(docs / ".hidden" / "kept.txt")
+
+    found = discover([docs])
+    # Links inside: each target once, under its real path; the folder link is not walked.
+    assert sorted(found.files) == [
+        docs / ".hidden" / "kept.txt",
+        docs / "a.txt",
+        docs / "b.md",
+        docs / "sub" / "c.txt",
+    ]
+    skipped = {Path(f.path).relative_to(docs).as_posix(): f.error for f in found.skipped}
+    assert skipped == {
+        "shared": "skipped: symbolic link to a folder outside the folder: "
+        f"{outside} (links out of an ingested folder are not followed: copy the folder into "
+        "it, or ingest it by naming it)",
+        "secret.txt": "skipped: symbolic link to a file outside the folder: "
+        f"{outside / 'secret.txt'} (links out of an ingested folder are not followed: copy "
+        "the file into the folder, or ingest it by naming it)",
+        "sub/up.txt": "skipped: symbolic link to a file outside the folder: "
+        f"{outside / 'secret.txt'} (links out of an ingested folder are not followed: copy "
+        "the file into the folder, or ingest it by naming it)",
+    }
+
+    # Named explicitly, a link is followed: the administrator chose it.
+    assert discover([docs / "secret.txt"]).files == [outside / "secret.txt"]
+    linked_folder = discover([docs / "shared"])
+    assert (linked_folder.files, linked_folder.skipped) == ([outside / "secret.txt"], [])
+
+
+def test_links_out_of_the_folder_are_not_ingested_and_earlier_copies_are_removed(
+    index: Index, tmp_path: Path, docs: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("The root password is hunter2.", encoding="utf-8")
+    (docs / "secret.txt").write_text("Public facts.", encoding="utf-8")
+    assert index.pipeline.run([docs], ["everyone"]).new == 4
+    # A file replaced by a link out of the folder: skipped, and its earlier version removed.
+    (docs / "secret.txt").unlink()
+    (docs / "secret.txt").symlink_to(outside / "secret.txt")
+
+    report = index.pipeline.run([docs], ["everyone"])
+    assert report.deleted == 1
+    assert [Path(f.path).name for f in report.failed] == ["secret.txt"]
+    assert "symbolic link to a file outside the folder" in report.failed[0].error
+    sources = {*index.store.source_counts(), *(e.source for e in index.manifest.entries())}
+    assert sources == {str(docs / "a.txt"), str(docs / "b.md"), str(docs / "sub" / "c.txt")}
+
+
+def test_zip_bomb_is_refused_with_the_reason_and_the_rest_of_the_folder_ingested(
+    index: Index, docs: Path
+) -> None:
+    from tests.unit.test_loaders import write_docx_bomb
+
+    write_docx_bomb(docs / "sub" / "bomb.docx")
+    report = index.pipeline.run([docs], ["everyone"])
+    assert report.new == 3
+    assert [Path(f.path).name for f in report.failed] == ["bomb.docx"]
+    assert report.failed[0].error.startswith("refused: its part 'word/document.xml' unpacks to")
+    assert "over the limit of 100:1" in report.failed[0].error
+    assert {Path(s).name for s in index.store.source_counts()} == {"a.txt", "b.md", "c.txt"}

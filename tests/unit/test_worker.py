@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.domain import ChunkText
 from appliance.errors import LoadError, ParseTimeoutError
 from ingest.chunking import ChunkConfig
 from ingest.worker import LOOKAHEAD, ParserProcess
@@ -119,3 +120,62 @@ def test_worker_whose_caller_died_says_so_in_one_line(
     assert "Traceback" not in result.stderr, result.stderr
     lines = [line for line in result.stderr.splitlines() if "event=parser_worker" in line]
     assert len(lines) == 1 and "went away" in lines[0], result.stderr
+
+
+def greedy_parse(path: Path, chunker: object) -> list[ChunkText]:
+    """The worker's parse, except that a file named hungry-* asks for 8 GiB at once and one
+    named oom-killed-* dies as the kernel's out-of-memory killer would make it."""
+    import os
+    import signal
+
+    from ingest.worker import parse_file
+
+    if path.name.startswith("hungry"):
+        bytearray(8 * 1024**3)
+    if path.name.startswith("oom-killed"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return parse_file(path, chunker)
+
+
+def test_file_over_the_memory_limit_fails_with_the_reason_and_the_next_files_parse(
+    tmp_path: Path, embed_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.documents import write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus")
+    hungry = tmp_path / "hungry.txt"
+    hungry.write_text("A file that needs a lot of memory.", encoding="utf-8")
+    files = [hungry, *corpus.values(), hungry]
+    config = ChunkConfig(embed_model_dir, 64, 8)
+    with ParserProcess(config, 60.0, memory_mb=1536, parse=greedy_parse) as parser:
+        outcomes = list(parser.parse_stream(files))
+    assert [path for path, _ in outcomes] == files
+    for _, outcome in (outcomes[0], outcomes[-1]):
+        assert isinstance(outcome, LoadError)
+        assert str(outcome) == (
+            "the parser ran out of memory (limit 1536 MB, APPLIANCE_PARSER_MEMORY_MB): "
+            "split the file, or raise the limit"
+        )
+    # Every reader, imported under the limit, still works.
+    assert all(isinstance(outcome, list) and outcome for _, outcome in outcomes[1:-1])
+
+
+def test_worker_killed_for_memory_fails_the_file_with_the_limit_and_the_run_goes_on(
+    tmp_path: Path, embed_model_dir: Path
+) -> None:
+    killed = tmp_path / "oom-killed.txt"
+    killed.write_text("A file the kernel kills the parser for.", encoding="utf-8")
+    after = tmp_path / "after.txt"
+    after.write_text("The file after it parses.", encoding="utf-8")
+    config = ChunkConfig(embed_model_dir, 64, 8)
+    with ParserProcess(config, 60.0, memory_mb=2048, parse=greedy_parse) as parser:
+        outcomes = dict(parser.parse_stream([killed, after]))
+    assert isinstance(outcomes[killed], LoadError)
+    assert str(outcomes[killed]).startswith(
+        "the parser process stopped while reading this file (killed by SIGKILL, perhaps for "
+        "lack of memory): most likely the parser ran out of memory (limit 2048 MB, "
+        "APPLIANCE_PARSER_MEMORY_MB)"
+    )
+    after_chunks = outcomes[after]
+    assert isinstance(after_chunks, list)
+    assert after_chunks[0].text == "The file after it parses."
