@@ -143,7 +143,11 @@ class AuditLog:
             ) from None
         try:
             self.key = open_key(
-                key_file, log_path=path, log_key_id=self._log_key_id(), read_only=read_only
+                key_file,
+                log_path=path,
+                log_key_id=self._log_key_id(),
+                last_plain_seq=self._last_plain_seq(),
+                read_only=read_only,
             )
         except BaseException:
             self._db.close()
@@ -158,6 +162,10 @@ class AuditLog:
         if not rows:
             return None
         return scheme_key_id(str(rows[0][0])) or str(rows[0][0])
+
+    def _last_plain_seq(self) -> int:
+        rows = self._read("SELECT max(seq) FROM records WHERE hash_scheme = ?", (PLAIN_SCHEME,))
+        return int(rows[0][0] or 0)
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only and not self.path.is_file():

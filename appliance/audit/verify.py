@@ -169,6 +169,15 @@ def _check_content(row: _Row, previous: _Previous, keys: _Keys) -> AuditRecord:
 def _secret(row: _Row, previous: _Previous, keys: _Keys) -> bytes | None:
     """The key `row`'s hash is checked with (None: plain SHA-256), or the problem why not."""
     if row.hash_scheme == PLAIN_SCHEME:
+        if keys.key is not None and row.seq > keys.key.plain_until:
+            accepted = keys.key.plain_until
+            raise _Problem(
+                f"{row.name} was altered: it is hashed without the audit key, but the key "
+                f"file {keys.key.path} accepts "
+                f"{f'only records 1 to {accepted}' if accepted else 'no record'} as written "
+                "before the key (a downgrade: the chain was rewritten without the key)",
+                row.seq,
+            )
         if previous is not None and previous[0].hash_scheme != PLAIN_SCHEME:
             raise _Problem(
                 f"{row.name} was altered: it is hashed without the audit key after keyed "

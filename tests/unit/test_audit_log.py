@@ -628,7 +628,7 @@ def _rewrite_without_the_key(path: Path, first: int, *, claim_plain: bool) -> No
         prev_hash = db.execute("SELECT hash FROM records WHERE seq = ?", (first - 1,)).fetchone()
     finally:
         db.close()
-    previous = str(prev_hash[0])
+    previous = str(prev_hash[0]) if prev_hash else GENESIS_HASH
     statements, params = [], []
     for seq, body in bodies:
         if seq == first:
@@ -657,6 +657,48 @@ def test_a_keyed_chain_catches_an_edit_with_the_hashes_recomputed(
     assert result.message.startswith(f"record 3 (id {records[2].id}) was altered: ")
     expected = "a downgrade" if claim_plain else "its hash does not match its content"
     assert expected in result.message
+
+
+def test_a_whole_keyed_chain_rewritten_as_plain_is_caught_and_refused(
+    keyed: AuditLog, log_path: Path, key_file: Path
+) -> None:
+    """Marking every record plain (the column is outside the hash) does not make them so:
+    the key file, not the data directory, says which records predate the key."""
+    fill(keyed, 4)
+    _rewrite_without_the_key(log_path, 1, claim_plain=True)
+    result = keyed.verify()
+    assert (result.ok, result.seq) == (False, 1)
+    assert "accepts no record as written before the key" in result.message
+    with pytest.raises(AuditError, match="rewritten without the key"):
+        AuditLog(log_path, key_file=key_file)
+
+
+def test_a_key_created_for_an_older_log_accepts_its_records_and_no_more(
+    log_path: Path, key_file: Path
+) -> None:
+    with AuditLog(log_path) as old:
+        fill(old, 3)
+    with AuditLog(log_path, key_file=key_file) as upgraded:
+        assert key_file.read_text().splitlines()[1] == "plain-until: 3"
+        fill(upgraded, 2)
+        assert upgraded.verify().ok and upgraded.verify().keyed == 2
+
+
+def test_a_key_provided_by_it_for_an_older_log_needs_the_plain_until_line(
+    log_path: Path, key_file: Path
+) -> None:
+    with AuditLog(log_path) as old:
+        fill(old, 3)
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text("ab" * 32 + "\n")
+    with pytest.raises(AuditError, match="add the line `plain-until: 3`"):
+        AuditLog(log_path, key_file=key_file)
+    with AuditLog(log_path, read_only=True, key_file=key_file) as reader:
+        assert not reader.verify().ok
+    key_file.write_text("ab" * 32 + "\nplain-until: 3\n")
+    with AuditLog(log_path, key_file=key_file) as accepted:
+        fill(accepted, 1)
+        assert accepted.verify().ok
 
 
 def test_without_the_key_the_same_rewrite_goes_unnoticed(audit: AuditLog, log_path: Path) -> None:
