@@ -1,7 +1,8 @@
 """Refused actions in the audit log: who tried what, so an auditor sees attempts, not only
 answers. A refusal is recorded as a `denied` record (the action, its target, the reason);
 repeats of the same attempt by the same user within a minute are counted into the next
-record instead of each writing one, so hammering a route cannot flood the log.
+record instead of each writing one, and at most `MAX_PER_MINUTE` denials are written a minute
+in all (the others are counted into the next record), so hammering cannot flood the log.
 
 Recording never changes the refusal: if the log cannot be written, the request is refused
 all the same and the failure is logged.
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 TARGET_CHARS = 300
 REPEAT_WINDOW_S = 60.0
 MAX_TRACKED = 10_000
+MAX_PER_MINUTE = 30
 
 
 class Denials:
@@ -31,13 +33,17 @@ class Denials:
         audit: AuditLog,
         window_s: float = REPEAT_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
+        max_per_minute: int = MAX_PER_MINUTE,
     ) -> None:
         self._audit = audit
         self._window = window_s
         self._clock = clock
+        self._max_per_minute = max_per_minute
         self._lock = threading.Lock()
         # (user, action, target) -> (time of the last record, attempts not recorded since)
         self._recent: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self._written: list[float] = []  # times of the records written in the last minute
+        self._unwritten = 0  # denials over the overall rate, counted into the next record
 
     def record(
         self,
@@ -52,14 +58,21 @@ class Denials:
         """Record one refused attempt; the record's id, or None when it was counted into a
         recent one (or could not be written)."""
         user, target = _bounded(user), _bounded(target)
-        repeats = self._repeats((user, action, target))
-        if repeats is None:
+        key = (user, action, target)
+        counts = self._admit(key)
+        if counts is None:
             return None
+        repeats, others = counts
         entry = AuditEntry(
             user=user,
             groups=groups,
             question=f"{action}: {target}",
-            retrieval={"action": action, "target": target, "earlier_attempts": repeats},
+            retrieval={
+                "action": action,
+                "target": target,
+                "earlier_attempts": repeats,
+                "other_denials_not_recorded": others,
+            },
             passages=(),
             model={},
             prompt_sha256=None,
@@ -73,21 +86,34 @@ class Denials:
             return self._audit.append(entry).id
         except AuditError as exc:
             log.error("event=denial_not_recorded action=%s error=%s", action, exc)
+            with self._lock:  # the next attempt tries again, and carries these counts
+                self._recent.pop(key, None)
+                self._unwritten += others + repeats + 1
             return None
 
-    def _repeats(self, key: tuple[str, str, str]) -> int | None:
-        """Attempts counted since the last record of `key`, or None to count this one too."""
+    def _admit(self, key: tuple[str, str, str]) -> tuple[int, int] | None:
+        """(earlier attempts of `key`, other denials not recorded) to write now, or None when
+        this one is only counted."""
         now = self._clock()
         with self._lock:
             last = self._recent.get(key)
             if last is not None and now - last[0] < self._window:
                 self._recent[key] = (last[0], last[1] + 1)
                 return None
+            self._written = [t for t in self._written if now - t < 60.0]
+            if len(self._written) >= self._max_per_minute:
+                self._unwritten += 1
+                return None
             if len(self._recent) >= MAX_TRACKED:
                 cutoff = now - self._window
                 self._recent = {k: v for k, v in self._recent.items() if v[0] >= cutoff}
+                if len(self._recent) >= MAX_TRACKED:  # all recent: their counts go overall
+                    self._unwritten += sum(count for _, count in self._recent.values())
+                    self._recent.clear()
             self._recent[key] = (now, 0)
-            return last[1] if last is not None else 0
+            self._written.append(now)
+            others, self._unwritten = self._unwritten, 0
+            return (last[1] if last is not None else 0), others
 
 
 def _bounded(text: str) -> str:

@@ -39,7 +39,12 @@ def login_keys(name: str, address: str, account_exists: bool) -> tuple[str, ...]
     without blocking a real user there. The first key is the one a success clears.
     """
     account = f"user:{name.strip().lower()}"
-    return (account,) if account_exists else (account, f"unknown-name-from:{address}")
+    return (account,) if account_exists else (account, unknown_names_key(address))
+
+
+def unknown_names_key(address: str) -> str:
+    """The bucket of failed sign-ins with names that are no account, from `address`."""
+    return f"unknown-name-from:{address}"
 
 
 class LoginLimiter:

@@ -48,6 +48,8 @@ ISSUES_EVENT = re.compile(r"/gradio_api/(?:queue/join|call/[^/]+(?:/[^/]+)?)/*$"
 KEY_FIELDS = ("session_hash", "event_id")
 MAX_KEYED_BODY = 32_000_000
 MAX_SESSIONS = 200_000
+# Keys one user may hold: beyond it their own oldest go, never another user's binding.
+MAX_SESSIONS_PER_USER = 2_000
 
 # Answers are rendered from untrusted text: no remote images, scripts or frames, whatever
 # a document or the model manages to put into the page.
@@ -78,12 +80,15 @@ SECURITY_HEADERS = [
 
 
 class SessionOwners:
-    """Who first used each Gradio session hash or event id. The oldest are forgotten past
-    `limit` keys (Gradio itself has long dropped those sessions by then)."""
+    """Who first used each Gradio session hash or event id. A user holding more than
+    `per_user` keys loses their own oldest (so nobody can push another user's binding out);
+    past `limit` keys in all, the oldest go (Gradio itself has long dropped those sessions)."""
 
-    def __init__(self, limit: int = MAX_SESSIONS) -> None:
+    def __init__(self, limit: int = MAX_SESSIONS, per_user: int = MAX_SESSIONS_PER_USER) -> None:
         self.limit = limit
+        self.per_user = per_user
         self._owners: OrderedDict[str, str] = OrderedDict()
+        self._held: dict[str, OrderedDict[str, None]] = {}
         self._lock = threading.Lock()
 
     def claim(self, key: str, user: str) -> bool:
@@ -96,12 +101,21 @@ class SessionOwners:
         with self._lock:
             if any(self._owners.get(key, user) != user for key in wanted):
                 return False
+            held = self._held.setdefault(user, OrderedDict())
             for key in wanted:
                 self._owners[key] = user
                 self._owners.move_to_end(key)
+                held[key] = None
+                held.move_to_end(key)
+            while len(held) > self.per_user:
+                self._forget(held.popitem(last=False)[0])
             while len(self._owners) > self.limit:
-                self._owners.popitem(last=False)
+                key, owner = self._owners.popitem(last=False)
+                self._held.get(owner, OrderedDict()).pop(key, None)
             return True
+
+    def _forget(self, key: str) -> None:
+        self._owners.pop(key, None)
 
 
 class AuthGuard:
@@ -145,6 +159,9 @@ class AuthGuard:
         path, method = scope["path"], scope.get("method", "GET")
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), True)
         keys = [value for name, value in query if name in KEY_FIELDS]
+        if _repeated(query):  # Gradio reads one; more only serve to crowd out others' keys
+            await _forbid(scope, send, "one session hash and one event id per request", 400)
+            return
         keys += KEY_IN_PATH.findall(path)
         if method == "GET" and (call := CALL_RESULT.search(path)):
             keys.append(call.group(1))
@@ -153,7 +170,11 @@ class AuthGuard:
             if body is None:
                 await _forbid(scope, send, "the request body is too large", 413)
                 return
-            keys += await _body_keys(scope, body)
+            body_keys = await _body_keys(scope, body)
+            if body_keys is None or _repeated(body_keys):
+                await _forbid(scope, send, "the request body cannot be read as one session", 400)
+                return
+            keys += [value for _, value in body_keys]
             receive = _replay(body, receive)
         if not self.sessions.claim_all(keys, user.name):
             await self._denied(user, scope, "this session belongs to another user")
@@ -228,21 +249,32 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-def _json_keys(body: bytes, fields: tuple[str, ...]) -> list[str]:
+def _repeated(pairs: Iterable[tuple[str, str]]) -> bool:
+    """Whether a key field is given two different values."""
+    seen: dict[str, str] = {}
+    return any(seen.setdefault(name, value) != value for name, value in pairs if name in KEY_FIELDS)
+
+
+def _json_fields(body: bytes, fields: tuple[str, ...]) -> list[tuple[str, str]]:
     try:
         data = json.loads(body)
     except ValueError:
         return []
     if not isinstance(data, dict):
         return []
-    return [str(data[field]) for field in fields if data.get(field) is not None]
+    return [(field, str(data[field])) for field in fields if data.get(field) is not None]
 
 
-async def _body_keys(scope: Scope, body: bytes) -> list[str]:
-    """The session hash and event id of a JSON or form body, read as Gradio reads them."""
+def _json_keys(body: bytes, fields: tuple[str, ...]) -> list[str]:
+    return [value for _, value in _json_fields(body, fields)]
+
+
+async def _body_keys(scope: Scope, body: bytes) -> list[tuple[str, str]] | None:
+    """The session hash and event id of a JSON or form body, read as Gradio reads them;
+    None for a form that cannot be parsed (refused rather than let through unchecked)."""
     content_type = Headers(scope=scope).get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return _json_keys(body, KEY_FIELDS)
+        return _json_fields(body, KEY_FIELDS)
 
     async def once() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -250,10 +282,10 @@ async def _body_keys(scope: Scope, body: bytes) -> list[str]:
     request = Request(dict(scope), once)
     try:
         form = await request.form()
-    except Exception:  # Gradio refuses what it cannot parse either
-        return []
+    except Exception:
+        return None
     try:
-        return [str(v) for k, v in form.multi_items() if k in KEY_FIELDS]
+        return [(k, str(v)) for k, v in form.multi_items() if k in KEY_FIELDS]
     finally:
         await form.close()
 

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 
 from appliance.audit.denials import Denials
 from appliance.auth import LoginLimiter, UserStore
-from appliance.auth.ratelimit import login_keys
+from appliance.auth.ratelimit import login_keys, unknown_names_key
 from appliance.web.identity import SESSION_COOKIE
 
 HOME = "/ui/"
@@ -83,6 +83,12 @@ def from_this_site(request: Request) -> bool:
     return referer is None or urlsplit(referer).netloc.lower() == host
 
 
+def paused(next: str, wait: float) -> Response:
+    response = login_page(next, f"Too many failed sign-ins. Try again in {int(wait) + 1} s.", 429)
+    response.headers["retry-after"] = str(int(wait) + 1)
+    return response
+
+
 def cross_site_refusal() -> Response:
     return PlainTextResponse(
         "Refused: this sign-in or sign-out came from another site. Open the sign-in page "
@@ -123,23 +129,26 @@ def build_router(
             denied(username, "sign in", client, "the request came from another site")
             return cross_site_refusal()
         keys = login_keys(username, client, users.get(username.strip()) is not None)
-        wait = limiter.retry_after(*keys)
+        wait = limiter.retry_after(keys[0])
         if wait > 0:
             denied(username, "sign in", client, "locked out after repeated failed sign-ins")
-            response = login_page(
-                next, f"Too many failed sign-ins. Try again in {int(wait) + 1} s.", 429
-            )
-            response.headers["retry-after"] = str(int(wait) + 1)
-            return response
+            return paused(next, wait)
+        # Guessing names from this address is paused; so that the pause tells nothing about
+        # which names exist, a wrong password for a real one gets the same answer, and the
+        # right password still signs its user in.
+        guessing = limiter.retry_after(unknown_names_key(client))
         # Each password check costs argon2's memory: a flood of logins must not exhaust it.
         if not checks.acquire(timeout=LOGIN_WAIT_S):
             return login_page(next, "The server is busy signing others in. Try again.", 503)
         try:
-            user = users.authenticate(username.strip(), password)
+            user = users.authenticate(username.strip(), password)  # as slow for any name
         finally:
             checks.release()
         if user is None:
             limiter.failed(*keys)
+            if guessing > 0:
+                denied(username, "sign in", client, "repeated sign-ins with unknown names")
+                return paused(next, guessing)
             return login_page(next, "Wrong user name or password.", 401)
         limiter.succeeded(keys[0])  # not the address: one good account must not reset it
         redirect = RedirectResponse(safe_next(next), status_code=303)

@@ -65,3 +65,19 @@ def test_a_log_that_cannot_be_written_does_not_turn_a_refusal_into_an_error(
 
         monkeypatch.setattr(log, "append", full)
         assert Denials(log).record("bob", "sign in", "from 10.0.0.1", "locked out") is None
+
+
+def test_a_flood_of_different_denials_is_capped_and_counted(tmp_path: Path) -> None:
+    """Sign-ins from another site with a new made-up name each time: no two are repeats."""
+    clock = Clock()
+    with AuditLog(tmp_path / "audit.sqlite3") as log:
+        denials = Denials(log, clock=clock, max_per_minute=3)
+        written = [
+            denials.record(f"name-{n}", "sign in", "from 10.0.0.9", "cross-site") for n in range(10)
+        ]
+        assert sum(1 for w in written if w) == 3
+        clock.now += 61
+        assert denials.record("name-x", "sign in", "from 10.0.0.9", "cross-site")
+        last = log.query()[-1]
+        assert last.entry.retrieval["other_denials_not_recorded"] == 7
+        assert log.count() == 4

@@ -5,6 +5,7 @@ model is scripted, so what is checked here is the protocol, not the model.
 """
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from appliance.auth import LoginLimiter, ProxyAuth, Role, UserStore
 from appliance.conversation import FollowUpRewriter
 from appliance.web import login, openai_api, ops
 from appliance.web.chat import ChatEngine
-from appliance.web.guard import AuthGuard
+from appliance.web.guard import AuthGuard, SessionOwners
 from appliance.web.identity import SESSION_COOKIE, Identifier
 from appliance.web.metrics import Metrics
 from tests.fakes import ScriptedGenerator
@@ -326,6 +327,12 @@ def test_bad_passwords_for_a_made_up_name_do_not_lock_real_users_out(web: Web) -
         web.client.post("/login", data={"username": "ann", "password": "nope-nope"})
     locked = web.client.post("/login", data={"username": "ann", "password": PASSWORD})
     assert locked.status_code == 429  # the account itself still locks
+    # While names are being guessed from this address, a wrong password for a real name is
+    # answered like an unknown name: the pause does not tell which names exist.
+    real = web.client.post("/login", data={"username": "hugo", "password": "nope-nope"})
+    unknown = web.client.post("/login", data={"username": "made-up-8", "password": "nope-nope"})
+    assert real.status_code == unknown.status_code == 429
+    assert re.sub(r"[0-9]+", "N", real.text) == re.sub(r"[0-9]+", "N", unknown.text)
     hugo = web.client.post("/login", data={"username": "hugo", "password": PASSWORD})
     assert hugo.status_code == 303  # and only that account
 
@@ -414,6 +421,30 @@ def test_no_route_fetches_a_remote_url(web: Web) -> None:
         assert "remote" in response.json()["error"]["message"]
     local = web.client.get("/ui/gradio_api/file=/tmp/x.txt", headers=headers)
     assert local.status_code == 404  # passed the guard; this test app mounts no Gradio
+
+
+def test_nobody_can_push_another_users_session_binding_out(web: Web) -> None:
+    ann = {"Authorization": f"Bearer {web.ann_key}"}
+    hugo = {"Authorization": f"Bearer {web.hugo_key}"}
+    assert web.client.get("/ui/gradio_api/heartbeat/hugos", headers=hugo).status_code == 404
+    crowd = "&".join(f"session_hash=r{n}" for n in range(50))
+    flood = web.client.get(f"/ui/gradio_api/queue/data?{crowd}", headers=ann)
+    assert flood.status_code == 400  # one session per request, as Gradio reads it
+    form = {**ann, "content-type": "application/x-www-form-urlencoded"}
+    repeated = web.client.post(
+        "/ui/gradio_api/component_server", headers=form, content="session_hash=a&session_hash=b"
+    )
+    assert repeated.status_code == 400
+    single = web.client.post(
+        "/ui/gradio_api/component_server", headers=form, content="session_hash=a&x=1"
+    )
+    assert single.status_code == 404
+    owners = SessionOwners(limit=10, per_user=3)
+    assert owners.claim("carols", "carol")
+    for n in range(20):  # many sessions of one user: their own oldest go, not carol's
+        assert owners.claim(f"dave-{n}", "dave")
+    assert not owners.claim("carols", "dave") and owners.claim("carols", "carol")
+    assert owners.claim("dave-0", "erin")  # forgotten by dave, so free again
 
 
 def test_a_gradio_session_hash_is_bound_to_the_user_who_first_used_it(web: Web) -> None:
