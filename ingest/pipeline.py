@@ -10,6 +10,7 @@ re-doing is idempotent because the ids are stable. The result is the clean run's
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -255,9 +256,7 @@ class IngestPipeline:
     def _remove_vanished(self, folder: Path, seen: set[str], report: IngestReport) -> None:
         for entry in list(self._manifest.entries()):
             if is_under(entry.source, folder) and entry.source not in seen:
-                self._store.delete_source(entry.source)
-                self._store.flush()
-                self._manifest.remove(entry.source)
+                remove_document(self._store, self._manifest, [entry])
                 report.deleted += 1
                 report.chunks_deleted += entry.chunks
         # Chunks of files that vanished before any run completed them.
@@ -276,9 +275,18 @@ def forget(store: VectorStore, manifest: Manifest, target: str) -> list[Document
         entries = [
             e for e in manifest.entries() if e.source == str(path) or is_under(e.source, path)
         ]
+    remove_document(store, manifest, entries)
+    return entries
+
+
+def remove_document(store: VectorStore, manifest: Manifest, entries: list[DocumentEntry]) -> None:
+    """Delete the entries' chunks, then their manifest rows. Each row first records that no
+    chunk need be there, so a process killed between the two leaves an index the check finds
+    whole (a row of 0 chunks, gone at the next run or forget), not one it calls damaged."""
+    for entry in entries:
+        manifest.put(dataclasses.replace(entry, chunks=0))
     for entry in entries:
         store.delete_source(entry.source)
     store.flush()
     for entry in entries:
         manifest.remove(entry.source)
-    return entries

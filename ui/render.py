@@ -16,7 +16,7 @@ MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!<>|~$&])")
 # What GitHub-flavoured Markdown turns into a link with no markup at all: http://, https://,
 # ftp://, www. and e-mail addresses. A word joiner (invisible, not copied as a space) inside
 # each breaks the pattern.
-AUTOLINK = re.compile(r"(?i)\b(https?|ftp|www)(?=[:.])|(@)")
+AUTOLINK = re.compile(r"(?i)(https?|ftp|www)(?=[:.])|(@)")  # no \b: "_www." links too
 WORD_JOINER = "\u2060"
 SNIPPET_CHARS = 1200
 UNSUPPORTED_MARK = '<em class="unsupported">⚠ (not supported by the passage it cites)</em>'

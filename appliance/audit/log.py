@@ -132,6 +132,7 @@ class AuditLog:
         self.key: AuditKey | None = None
         self._timeout = busy_timeout_s
         self._lock = threading.Lock()
+        self._restored: list[str] = []
         try:
             if not read_only:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +153,32 @@ class AuditLog:
         except BaseException:
             self._db.close()
             raise
+        if self._restored:
+            self._record_restored_guards()
+
+    def _record_restored_guards(self) -> None:
+        """The restore itself goes into the chain, so a restart does not erase the evidence."""
+        entry = AuditEntry(
+            user="appliance",
+            groups=(),
+            question="audit log opened: its append-only guard triggers were restored",
+            retrieval={"restored_triggers": list(self._restored)},
+            passages=(),
+            model={},
+            prompt_sha256=None,
+            answer=None,
+            timings={},
+            outcome="error",
+            error=(
+                f"the guard triggers {', '.join(self._restored)} were missing or changed: the "
+                "file was edited outside the appliance; run `appliance audit verify`"
+            ),
+            channel="system",
+        )
+        try:
+            self.append(entry)
+        except AuditError as exc:
+            log.error("event=audit_guards_restored_not_recorded error=%s", exc)
 
     def _log_key_id(self) -> str | None:
         """The key id of the latest keyed record, or None when no record is keyed."""
@@ -210,6 +237,7 @@ class AuditLog:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._restored = changed
         if changed:
             log.warning(
                 "event=audit_guards_restored path=%s triggers=%s (the file was edited outside "

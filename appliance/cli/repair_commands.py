@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -11,6 +12,7 @@ import typer
 
 from appliance.cli.common import EXIT_FAILED_FILES, print_json, settings_for_command, user_errors
 from appliance.domain import DocumentEntry
+from appliance.errors import ApplianceError
 from appliance.manifest import Manifest
 from appliance.models import resolve_embed_model
 from appliance.services import build_embedder, open_index
@@ -19,6 +21,13 @@ from appliance.store.check import check_index
 
 def repair(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    drop_missing: Annotated[
+        bool,
+        typer.Option(
+            "--drop-missing",
+            help="Drop from the index the recorded files that are gone or are now links.",
+        ),
+    ] = False,
 ) -> None:
     """Rebuild the document index from the files the manifest records.
 
@@ -26,8 +35,9 @@ def repair(
     started empty (the embedded store's damaged files are kept in <collection>.damaged until
     the rebuild completes) and every recorded file is parsed and embedded again with its
     document groups. The audit log, users and uploaded files are not touched; chunk ids are
-    the same as before, so audit records still name them. A recorded file that is no longer
-    on disk is dropped from the manifest and listed; the exit code is then 1.
+    the same as before, so audit records still name them. When a recorded file is no longer
+    on disk (an unmounted share?) or has become a symbolic link (never followed), nothing is
+    touched unless --drop-missing: those files are then dropped and listed (exit code 1).
     """
     from ingest.chunking import ChunkConfig, check_chunk_size
     from ingest.pipeline import IngestPipeline
@@ -41,6 +51,15 @@ def repair(
             entries = list(manifest.entries())
         finally:
             manifest.close()
+        present = [e for e in entries if _still_there(e.source)]
+        gone = [e for e in entries if not _still_there(e.source)]
+        if gone and not drop_missing:
+            raise ApplianceError(
+                f"{len(gone)} of the {len(entries)} recorded files are no longer on disk or "
+                f"have become symbolic links (first: {gone[0].source}); nothing was changed. "
+                "Mount or restore them and run `appliance repair` again, or run "
+                "`appliance repair --drop-missing` to rebuild without them"
+            )
         model_dir = resolve_embed_model(settings.embed_model)
         check_chunk_size(model_dir, settings.chunk_size)
         config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
@@ -49,8 +68,6 @@ def repair(
             embedder = build_embedder(settings)
             index = open_index(settings, embedder, rebuild=True)
             try:
-                present = [e for e in entries if Path(e.source).is_file()]
-                gone = [e for e in entries if not Path(e.source).is_file()]
                 for entry in gone:
                     index.manifest.remove(entry.source)
                 pipeline = IngestPipeline(
@@ -88,13 +105,22 @@ def repair(
             f"({summary['seconds']:.1f} s); audit log and document groups kept"
         )
         for entry in gone:
-            typer.echo(f"missing: {entry.source} is no longer on disk: dropped", err=True)
+            typer.echo(
+                f"missing: {entry.source} is no longer on disk, or is now a link: dropped",
+                err=True,
+            )
         for item in failed:
             typer.echo(f"failed: {item['path']}: {item['error']}", err=True)
         if not result.ok:
             typer.echo(f"error: {result.message()}", err=True)
     if gone or failed or not result.ok:
         raise typer.Exit(EXIT_FAILED_FILES)
+
+
+def _still_there(source: str) -> bool:
+    """A regular file at the recorded path itself: a link put in its place is not followed."""
+    path = Path(source)
+    return path.is_file() and not path.is_symlink() and os.path.realpath(path) == source
 
 
 def _by_groups(entries: list[DocumentEntry]) -> dict[tuple[str, ...], list[Path]]:

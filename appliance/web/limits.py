@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # A 4,000-character question with a long conversation (the chat sends its history) fits.
@@ -17,8 +18,12 @@ REQUEST_BYTES = 1024 * 1024
 UPLOAD_PATHS = ("/ui/gradio_api/upload", "/ui/upload")
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised while a route reads the body; an HTTPException so that FastAPI, which turns
+    other errors met while parsing a body into 400, answers 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request is larger than {limit} bytes: send a shorter question")
 
 
 class BodyLimit:
@@ -49,7 +54,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracked_send(message: Message) -> None:

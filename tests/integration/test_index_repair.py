@@ -96,3 +96,22 @@ def test_damage_is_reported_refused_and_repaired(tmp_path: Path) -> None:
     assert code == 0 and repaired["index"]["ok"]
     assert index_snapshot(data) == clean
     assert audit_rows(data) >= audited
+
+    # 4. A recorded file gone (an unmounted share?) and one replaced by a link out of the
+    # folder: nothing is touched without --drop-missing, and the link is never followed.
+    secret = tmp_path / "elsewhere.txt"
+    secret.write_text("The vault combination is 31-41-59.", encoding="utf-8")
+    (docs / "d1.txt").rename(tmp_path / "d1.moved")
+    (docs / "d2.txt").unlink()
+    (docs / "d2.txt").symlink_to(secret)
+    result = run_cli(data, "repair", **SMALL_CHUNKS)
+    assert result.returncode == 2 and "--drop-missing" in result.stderr, result.stderr
+    assert "nothing was changed" in result.stderr and index_snapshot(data) == clean
+    code, dropped = run_json(data, "repair", "--drop-missing", **SMALL_CHUNKS)
+    assert code == 1 and dropped["index"]["ok"]
+    assert sorted(dropped["missing_files"]) == [
+        str((docs / "d1.txt").resolve()),
+        str(docs.resolve() / "d2.txt"),
+    ]
+    code, found = run_json(data, "ask", "vault combination", "--retrieve-only")
+    assert code == 0 and all("31-41-59" not in s["text"] for s in found["sources"])

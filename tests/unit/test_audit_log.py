@@ -733,6 +733,12 @@ def test_verify_reports_dropped_changed_and_foreign_triggers(
     with AuditLog(log_path, key_file=key_file) as reopened:
         assert "audit_guards_restored" in caplog.text and "sneaky" in caplog.text
         assert reopened.verify().ok
+        # The restore is in the chain too: a restart does not erase the evidence.
+        last = reopened.query()[-1]
+        assert (last.entry.user, last.entry.channel) == ("appliance", "system")
+        assert "records_no_delete" in (last.entry.error or "")
+    with AuditLog(log_path, key_file=key_file) as again:
+        assert again.count() == 3  # nothing to restore, nothing recorded
     db = sqlite3.connect(log_path)
     try:
         for statement in ("UPDATE records SET user_name = 'x'", "DELETE FROM records"):

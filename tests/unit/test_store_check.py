@@ -170,3 +170,33 @@ def test_small_volume_is_refused_before_the_store_maps_its_files(
         EdgeStore.open(tmp_path, "docs", 4, "m")
     monkeypatch.setattr(space, "free_bytes", lambda path: need)
     EdgeStore.open(tmp_path, "docs", 4, "m").close()
+
+
+def test_a_forget_killed_between_its_two_writes_leaves_no_damage(tmp_path: Path) -> None:
+    """The manifest row says "no chunk need be there" before the chunks go, so a process
+    killed after they went (here: before the rows are removed) leaves an index the check
+    finds whole, not one every command refuses as damaged."""
+    from appliance.manifest import Manifest
+    from ingest.pipeline import forget
+
+    store, entries = fill(tmp_path / "qdrant")
+    manifest = Manifest(tmp_path / "manifest.sqlite3")
+    try:
+        for entry in entries:
+            manifest.put(entry)
+
+        def killed(source: str) -> None:
+            raise KeyboardInterrupt
+
+        removing = manifest.remove
+        manifest.remove = killed  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            forget(store, manifest, SOURCES[0])
+        assert store.source_counts().get(SOURCES[0], 0) == 0
+        assert check_index(store, manifest.entries()).ok
+        manifest.remove = removing  # type: ignore[method-assign]
+        forget(store, manifest, SOURCES[0])  # run again: done
+        assert manifest.get(SOURCES[0]) is None and check_index(store, manifest.entries()).ok
+    finally:
+        manifest.close()
+        store.close()

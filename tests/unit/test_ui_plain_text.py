@@ -65,6 +65,8 @@ def test_markdown_text_has_no_autolink_and_no_markup() -> None:
         assert pattern not in shown, pattern  # ...and none is left intact
     assert "<" not in shown.replace("\\<", "") and "$$" not in shown
     assert shown.replace("\u2060", "").replace("\\", "") == HOSTILE.replace("\\", "")
+    for glued in ("report_www.evil.example.txt", "awww.evil.example", "2http://x.example"):
+        assert "www." not in plain_markdown(glued) and "http:" not in plain_markdown(glued)
 
 
 def test_file_names_in_the_ingestion_status_are_plain_text() -> None:
