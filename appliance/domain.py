@@ -69,8 +69,24 @@ class IndexedChunk:
 
 
 @dataclass(frozen=True)
+class SparseVector:
+    """A BM25 sparse vector: token indices (ascending) and their weights."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class RetrievedPassage:
-    """A stored chunk returned for a question, with its similarity score (cosine, -1..1)."""
+    """A stored chunk returned for a question.
+
+    `score`: the cosine similarity (-1..1) of the chunk's dense vector to the question's, in
+    every retrieval mode (what users and the audit log see, and what the score threshold
+    applies to). The order of passages is the search's: fused (hybrid), BM25 (sparse) or
+    cosine (dense); `rank_score` is the score that order comes from (the RRF score in
+    hybrid mode). `keyword`: a keyword of the question (an identifier such as `--no-site`)
+    the chunk holds as an exact token, found in hybrid and sparse modes.
+    """
 
     chunk_id: str
     doc_id: str
@@ -80,6 +96,8 @@ class RetrievedPassage:
     score: float
     page: int | None = None
     section: str | None = None
+    rank_score: float | None = None
+    keyword: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,7 @@ class IngestReport:
     chunks_added: int = 0
     chunks_deleted: int = 0
     chunks_total: int = 0
+    sparse_added: int = 0  # stored chunks that got their BM25 vector (older collections)
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -125,6 +144,7 @@ class IngestReport:
                 "added": self.chunks_added,
                 "deleted": self.chunks_deleted,
                 "total": self.chunks_total,
+                "bm25_vectors_added": self.sparse_added,
             },
             "seconds": round(self.seconds, 3),
         }

@@ -46,7 +46,7 @@ from appliance.prompting import (
     parse_citations,
     without_repetition,
 )
-from appliance.retrieval import Retriever
+from appliance.retrieval import Retriever, is_relevant
 from appliance.verification import (
     CitedText,
     SentenceCheck,
@@ -121,9 +121,7 @@ class Assistant:
 
     def record_failure(self, question: Question, exc: Exception, step: str) -> None:
         """Record a question that failed before it reached `stream` (a follow-up's rewrite)."""
-        run = _Run(
-            question, time.perf_counter(), self._audit, self._policy, self._retriever.embed_model
-        )
+        run = _Run(question, time.perf_counter(), self._audit, self._policy, self._retriever)
         refused = isinstance(exc, ApplianceError) and not isinstance(exc, ModelError)
         run.record("refused" if refused else "error", error=f"{step} failed: {exc}")
 
@@ -131,7 +129,7 @@ class Assistant:
         """The events of one answer. `live=False` promises that nothing before `Finished` is
         shown to anyone, so no "started" record is needed (ask, the API without streaming)."""
         started = time.perf_counter()
-        run = _Run(question, started, self._audit, self._policy, self._retriever.embed_model)
+        run = _Run(question, started, self._audit, self._policy, self._retriever)
         problem = _question_problem(question)
         if problem is not None:
             run.record("refused", error=problem)
@@ -273,11 +271,12 @@ class _Run:
         started: float,
         audit: AuditLog,
         policy: AnswerPolicy,
-        embed_model: str,
+        retriever: Retriever,
     ) -> None:
         self.audit = audit
         self.policy = policy
-        self.embed_model = embed_model
+        self.embed_model = retriever.embed_model
+        self.mode = retriever.effective_mode()
         self.question = question
         self.started = started
         self.retrieve_ms = 0.0
@@ -293,7 +292,7 @@ class _Run:
     def retrieved(self, passages: Sequence[RetrievedPassage], threshold: float) -> None:
         self.retrieve_ms = (time.perf_counter() - self.started) * 1000
         self.all = list(passages)
-        self.relevant = [p for p in passages if p.score >= threshold]
+        self.relevant = [p for p in passages if is_relevant(p, threshold)]
 
     def number(self, passages: Sequence[RetrievedPassage]) -> tuple[Source, ...]:
         return tuple(Source(n, passage) for n, passage in enumerate(passages, start=1))
@@ -373,6 +372,7 @@ class _Run:
             question=bounded(self.question.text),
             retrieval={
                 "k": self.question.k,
+                "mode": self.mode,
                 "score_threshold": policy.score_threshold,
                 "collection": policy.collection,
                 "embed_model": self.embed_model,
@@ -382,6 +382,7 @@ class _Run:
                 **oversize(self.question),
                 "retrieve_only": self.question.retrieve_only,
                 "numbered_ranks": [self._rank(s.passage) for s in sources],
+                **self._keyword_matches(),
             },
             passages=tuple(
                 _audit_passage(rank, p, p.chunk_id in cited_chunks)
@@ -398,6 +399,13 @@ class _Run:
             started_id=self.started_id,
         )
         return self.audit.append(entry).id
+
+    def _keyword_matches(self) -> dict[str, list[list[int | str]]]:
+        """Passages relevant by an exact keyword of the question: [rank, keyword] pairs."""
+        matches: list[list[int | str]] = [
+            [rank, p.keyword] for rank, p in enumerate(self.all, start=1) if p.keyword
+        ]
+        return {"keyword_matches": matches} if matches else {}
 
     def _rank(self, passage: RetrievedPassage) -> int:
         return next(i for i, p in enumerate(self.all, start=1) if p.chunk_id == passage.chunk_id)

@@ -227,7 +227,7 @@ def build_answer_services(
         index.close()
         raise
     assistant = Assistant(
-        Retriever(embedder, index.store),
+        Retriever(embedder, index.store, settings.retrieval),
         audit,
         ModelGate(settings.llm_queue_size, settings.llm_queue_timeout_s),
         load_generator or (lambda: build_generator(settings)),

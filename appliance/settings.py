@@ -163,11 +163,25 @@ class Settings(BaseSettings):
         "between two pieces of a streamed answer.",
     )
     top_k: int = Field(7, ge=1, le=50, description="Passages retrieved per question.")
+    retrieval: Literal["hybrid", "dense", "sparse"] = Field(
+        "hybrid",
+        description="hybrid: one query with a dense (MiniLM) and a keyword (BM25) search, "
+        "each filtered by the user's groups, fused by reciprocal rank fusion; dense: "
+        "embeddings only; sparse: BM25 only.",
+    )
     score_threshold: float = Field(
         0.3,
         ge=-1.0,
         le=1.0,
-        description="Lowest cosine similarity for a passage to count as relevant.",
+        description="Lowest cosine similarity for a passage to count as relevant, in every "
+        "mode; in hybrid and sparse modes a passage holding a keyword of the question (an "
+        "identifier such as PYTHONSAFEPATH, --no-site, E1234) as an exact token counts too.",
+    )
+    chunk_headers: bool = Field(
+        True,
+        description="Embed (dense and BM25) each chunk with its document's file name and "
+        "section in front; the text shown stays the chunk's own. Applies to chunks embedded "
+        "after a change (`appliance repair` re-embeds them all).",
     )
     host: str = Field("127.0.0.1", description="Address `appliance serve` listens on.")
     port: int = Field(7860, ge=1, le=65535, description="Port `appliance serve` listens on.")

@@ -129,12 +129,12 @@ def _time_stream(pieces: Any, started: float) -> tuple[float, float | None, int]
 def prompt_for(services: Any, settings: Any, generator: Any, question: str, k: int) -> Any:
     """The prompt `ask` builds for this question, made with the same functions, or None."""
     from appliance.prompting import build_prompt
-    from appliance.retrieval import Retriever
+    from appliance.retrieval import Retriever, is_relevant
 
-    retrieved = Retriever(services.embedder, services.index.store).search(
+    retrieved = Retriever(services.embedder, services.index.store, settings.retrieval).search(
         question, ("everyone",), k
     )
-    relevant = [p for p in retrieved if p.score >= settings.score_threshold]
+    relevant = [p for p in retrieved if is_relevant(p, settings.score_threshold)]
     if not relevant:
         return None
     return build_prompt(
@@ -332,8 +332,7 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"  {'declined ' + row[:15]:24}{values}")
     for percentile in ("p50", "p95"):
         values = "".join(
-            f"{_shown(result['quality'][m]['latency_ms']['total'][percentile]):>22}"
-            for m in models
+            f"{_shown(result['quality'][m]['latency_ms']['total'][percentile]):>22}" for m in models
         )
         limit = f"      <= {TARGET_P50_MS}" if percentile == "p50" else ""
         print(f"  {'answer ms ' + percentile:24}{values}{limit}")

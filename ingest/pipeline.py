@@ -1,7 +1,7 @@
 """Incremental, crash-safe ingestion: files -> chunks -> vectors -> store -> manifest.
 
 Order of writes for one file version (doc_id = sha256 of its bytes):
-  1. upsert its chunks under stable ids, flush;
+  1. upsert its chunks under stable ids (dense and BM25 vectors in the same points), flush;
   2. delete the path's chunks that belong to another version (or lie past its end), flush;
   3. record the version in the manifest.
 A kill at any step leaves the manifest without that version, so the next run re-does it;
@@ -23,6 +23,7 @@ from appliance.domain import ChunkText, DocumentEntry, FailedFile, IndexedChunk,
 from appliance.embedding import Embedder
 from appliance.errors import LoadError
 from appliance.filehash import sha256_of_file
+from appliance.keywords import KeywordEncoder, embedding_text
 from appliance.manifest import Manifest
 from appliance.store import VectorStore
 from ingest.discovery import discover, display_path, is_under
@@ -92,12 +93,18 @@ class IngestPipeline:
         manifest: Manifest,
         parser: Parser,
         max_file_bytes: int,
+        *,
+        keywords: KeywordEncoder | None = None,
+        chunk_headers: bool = True,
     ) -> None:
+        """`chunk_headers`: embed each chunk with its contextual header in front."""
         self._store = store
         self._embedder = embedder
         self._manifest = manifest
         self._parser = parser
         self._max_file_bytes = max_file_bytes
+        self._keywords = keywords if keywords is not None else KeywordEncoder()
+        self._chunk_headers = chunk_headers
 
     def run(
         self, paths: list[Path], acl: Sequence[str], progress: Progress | None = None
@@ -233,7 +240,10 @@ class IngestPipeline:
         ]
         for start in range(0, len(chunks), EMBED_GROUP_CHUNKS):
             batch = chunks[start : start + EMBED_GROUP_CHUNKS]
-            self._store.upsert(batch, self._embedder.embed([c.text for c in batch]))
+            texts = [
+                embedding_text(c.source, c.section, c.text, self._chunk_headers) for c in batch
+            ]
+            self._store.upsert(batch, self._embedder.embed(texts), self._keywords.documents(texts))
             progress.advance(chunks=len(batch))
         self._store.flush()
         for p in parsed:

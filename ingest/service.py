@@ -18,6 +18,7 @@ from typing import Protocol
 from appliance.domain import DocumentEntry, IngestReport
 from appliance.embedding import Embedder
 from appliance.errors import ApplianceError, StoreError
+from appliance.keywords import KeywordEncoder
 from appliance.manifest import Manifest
 from appliance.store import VectorStore
 from ingest.chunking import ChunkConfig
@@ -116,7 +117,10 @@ class IndexService:
         *,
         parser_memory_mb: int = DEFAULT_MEMORY_MB,
         parser_factory: Callable[[], ClosableParser] | None = None,
+        chunk_headers: bool = True,
     ) -> None:
+        self._chunk_headers = chunk_headers
+        self._keywords = KeywordEncoder()
         self._store = store
         self._embedder = embedder
         self._manifest = manifest
@@ -235,6 +239,8 @@ class IndexService:
             self._manifest,
             self._parser_for_run(),
             self._max_file_bytes,
+            keywords=self._keywords,
+            chunk_headers=self._chunk_headers,
         )
 
     def _parser_for_run(self) -> ClosableParser:

@@ -76,7 +76,7 @@ def build_data(
         embedder = build_embedder(settings)
         index = open_index(settings, embedder)
         try:
-            retriever = Retriever(embedder, index.store)
+            retriever = Retriever(embedder, index.store, settings.retrieval)
             report = build_examples(
                 items,
                 lambda question: retriever.search(question, readers, top_k),

@@ -20,7 +20,7 @@ from appliance.domain import IngestReport
 from appliance.errors import ConfigError
 from appliance.models import describe_llm, resolve_embed_model
 from appliance.services import build_embedder, open_index
-from appliance.store.check import IndexCheck, check_index
+from appliance.store.check import IndexCheck, check_index, sparse_state
 
 DEFAULT_GROUP = "everyone"
 
@@ -42,10 +42,14 @@ def ingest(
 
     New and changed files are parsed, chunked and embedded; unchanged files are skipped; files
     that disappeared from an ingested folder are removed. A file that fails is reported with its
-    reason and the others are still ingested; the exit code is then 1.
+    reason and the others are still ingested; the exit code is then 1. Stored chunks without a
+    BM25 vector (a collection made before hybrid retrieval) get one first, from their stored
+    text: nothing is parsed again and document groups are not touched.
     """
+    from appliance.keywords import KeywordEncoder
     from ingest.chunking import ChunkConfig, check_chunk_size
     from ingest.pipeline import IngestPipeline
+    from ingest.upgrade import add_sparse_vectors
     from ingest.worker import ParserProcess
 
     with user_errors():
@@ -67,16 +71,21 @@ def ingest(
             try:
                 # Unreadable points would otherwise pass as "unchanged" files.
                 check_index(index.store, index.manifest.entries(), full=True).raise_if_damaged()
+                keywords = KeywordEncoder()
+                added = add_sparse_vectors(index.store, keywords, headers=settings.chunk_headers)
                 pipeline = IngestPipeline(
                     index.store,
                     embedder,
                     index.manifest,
                     parser,
                     int(settings.max_file_size_mb * 1_000_000),
+                    keywords=keywords,
+                    chunk_headers=settings.chunk_headers,
                 )
                 progress = _terminal_progress() if show_bar else None
                 with progress if progress is not None else nullcontext():
                     report = pipeline.run(list(targets), groups, progress)
+                report.sparse_added = added
             finally:
                 index.close()
     if as_json:
@@ -102,6 +111,11 @@ def _print_report(report: IngestReport) -> None:
         f"chunks: {report.chunks_added} added, {report.chunks_deleted} deleted, "
         f"{report.chunks_total} in the index ({report.seconds:.1f} s)"
     )
+    if report.sparse_added:
+        typer.echo(
+            f"bm25:   added to {report.sparse_added} stored chunks (hybrid retrieval; "
+            "nothing parsed again, groups kept)"
+        )
     for failed in report.failed:
         typer.echo(f"failed: {failed.path}: {failed.error}", err=True)
 
@@ -149,10 +163,12 @@ def status(
 ) -> None:
     """Show documents, chunks, collection, store backend and location, the embedding model,
     the model that answers (APPLIANCE_LLM_MODEL, or the LLM server), and whether the index
-    holds every chunk the manifest records (with --check: and can read them all).
+    holds every chunk the manifest records (with --check: and can read them all), the
+    retrieval mode (APPLIANCE_RETRIEVAL) and whether every chunk has its BM25 vector.
 
     The location is the embedded store's folder, or the Qdrant server's URL. A damaged index
-    is named with its fix, `appliance repair`.
+    is named with its fix, `appliance repair`; missing BM25 vectors (a collection made before
+    hybrid retrieval) with theirs, `appliance ingest`.
     """
     with user_errors():
         settings = settings_for_command()
@@ -166,8 +182,10 @@ def status(
             entries = list(index.manifest.entries())
             documents = len(entries)
             health = check_index(index.store, entries, full=check)
+            sparse = sparse_state(index.store)
         finally:
             index.close()
+    used = settings.retrieval if sparse.enabled or settings.retrieval == "dense" else "dense"
     data = {
         "documents": documents,
         "chunks": info.points,
@@ -186,6 +204,13 @@ def status(
         "llm": llm,
         "adapter": adapter,
         "index": health.to_json(),
+        "retrieval": {
+            "mode": settings.retrieval,
+            "used": used,
+            "chunk_headers": settings.chunk_headers,
+            "bm25_vectors": sparse.to_json(),
+            "fix": None if sparse.complete else "appliance ingest",
+        },
     }
     if as_json:
         print_json(data)
@@ -207,6 +232,10 @@ def status(
         typer.echo(f"llm:        {llm['model']} at {llm['path']}{state}")
     if adapter is not None:
         typer.echo(f"adapter:    {adapter['path']} (sha256 {adapter['sha256'][:12]})")
+    fallback = f" (falls back to {used})" if used != settings.retrieval else ""
+    headers = "with" if settings.chunk_headers else "without"
+    typer.echo(f"retrieval:  {settings.retrieval}{fallback}, chunks embedded {headers} headers")
+    typer.echo(f"bm25:       {sparse.message(settings.retrieval)}")
     _print_index_health(health)
     _exit_if_damaged(health)
 

@@ -76,6 +76,7 @@ def repair(
                     index.manifest,
                     parser,
                     int(settings.max_file_size_mb * 1_000_000),
+                    chunk_headers=settings.chunk_headers,
                 )
                 failed: list[dict[str, str]] = []
                 for groups, paths in _by_groups(present).items():

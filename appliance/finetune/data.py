@@ -22,6 +22,7 @@ from appliance.evaluation import json_object_line, normalize, source_matches
 from appliance.finetune import FinetuneError
 from appliance.generation import Generator
 from appliance.prompting import build_prompt
+from appliance.retrieval import is_relevant
 
 Search = Callable[[str], Sequence[RetrievedPassage]]
 
@@ -147,7 +148,7 @@ def build_examples(
 ) -> BuildReport:
     report = BuildReport(pairs=len(pairs))
     for pair in pairs:
-        relevant = [p for p in search(pair.question) if p.score >= score_threshold]
+        relevant = [p for p in search(pair.question) if is_relevant(p, score_threshold)]
         if not relevant:  # at question time the model is not even asked
             report.nothing_found.append(pair)
             continue

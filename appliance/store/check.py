@@ -16,6 +16,7 @@ with no other version to explain it, is.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,6 +26,10 @@ from typing import Any
 from appliance.domain import DocumentEntry
 from appliance.errors import IndexDamagedError
 from appliance.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+SPARSE_HINT = "run `appliance ingest` to add them from the stored chunks (nothing is parsed again)"
 
 REPAIR_HINT = (
     "Rebuild it from the documents with `appliance repair` (document groups and the audit "
@@ -73,6 +78,45 @@ class IndexCheck:
     def raise_if_damaged(self) -> None:
         if not self.ok:
             raise IndexDamagedError(self.message())
+
+
+@dataclass(frozen=True)
+class SparseState:
+    """Whether the collection's chunks have their BM25 vectors (hybrid and sparse search)."""
+
+    enabled: bool  # the collection has the BM25 vector (made before hybrid retrieval: no)
+    missing: int  # chunks without one
+
+    @property
+    def complete(self) -> bool:
+        return self.enabled and self.missing == 0
+
+    def message(self, mode: str) -> str:
+        if self.complete:
+            return "every chunk has its BM25 vector"
+        used = "dense search" if not self.enabled else "hybrid search without them"
+        what = (
+            "the collection was made before hybrid retrieval and has no BM25 vectors"
+            if not self.enabled
+            else f"{self.missing:,} chunks have no BM25 vector"
+        )
+        suffix = f"; {mode} questions use {used} until then" if mode != "dense" else ""
+        return f"{what}: {SPARSE_HINT}{suffix}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "missing": self.missing, "complete": self.complete}
+
+
+def sparse_state(store: VectorStore) -> SparseState:
+    return SparseState(store.sparse_enabled, store.count_without_sparse())
+
+
+def warn_missing_sparse(store: VectorStore, mode: str) -> SparseState:
+    """Log (at start-up) that the collection lacks BM25 vectors, naming the fix."""
+    state = sparse_state(store)
+    if not state.complete:
+        log.warning("event=bm25_vectors_missing missing=%d %s", state.missing, state.message(mode))
+    return state
 
 
 def _short_sources(sources: list[str], limit: int = 3) -> str:

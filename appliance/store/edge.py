@@ -13,13 +13,18 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from appliance.domain import IndexedChunk, RetrievedPassage
+from appliance.domain import IndexedChunk, RetrievedPassage, SparseVector
 from appliance.errors import DimensionMismatchError, IndexDamagedError, StoreError
+from appliance.keywords import SPARSE_VECTOR
 from appliance.store import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    RRF_K,
     CollectionMeta,
+    RetrievalMode,
     StoreInfo,
+    needs_sparse,
+    prefetch_depth,
     scored_passage,
 )
 from appliance.store.check import REPAIR_HINT
@@ -44,6 +49,18 @@ def _filter(source: str | None = None, doc_id: str | None = None) -> qe.Filter |
     if doc_id is not None:
         must.append(_match("doc_id", doc_id))
     return qe.Filter(must=must) if must else None
+
+
+def _sparse(vector: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(list(vector.indices), list(vector.values))
+
+
+def _named(dense: Sequence[float], sparse: SparseVector) -> dict[str, Any]:
+    """A point's vectors: the dense one unnamed (as before hybrid retrieval), BM25 named."""
+    return {"": list(dense), SPARSE_VECTOR: _sparse(sparse)}
+
+
+_WITHOUT_SPARSE = qe.Filter(must_not=[qe.HasVectorCondition(SPARSE_VECTOR)])
 
 
 def read_collection_meta(root: Path, collection: str) -> dict[str, Any] | None:
@@ -149,7 +166,12 @@ class EdgeStore:
                 )
             shard = cls._open_shard(root / collection, dimension)
             if meta is None:
-                meta = {"dimension": dimension, "embed_model": embed_model, "distance": "cosine"}
+                meta = {
+                    "dimension": dimension,
+                    "embed_model": embed_model,
+                    "distance": "cosine",
+                    "sparse_vector": SPARSE_VECTOR,
+                }
                 _write_collection_meta(root, collection, meta)
         except BaseException:
             lock.release()
@@ -158,14 +180,16 @@ class EdgeStore:
 
     @staticmethod
     def _open_shard(shard_dir: Path, dimension: int) -> qe.EdgeShard:
-        config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)
-        )
+        vectors = qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)
         try:
             if shard_dir.is_dir() and any(shard_dir.iterdir()):
-                shard = qe.EdgeShard.load(str(shard_dir), config)
+                # Sparse vectors left unnamed: an existing shard keeps its own (or none).
+                shard = qe.EdgeShard.load(str(shard_dir), qe.EdgeConfig(vectors=vectors))
             else:
-                shard = qe.EdgeShard.create(str(shard_dir), config)
+                sparse = {SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
+                shard = qe.EdgeShard.create(
+                    str(shard_dir), qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse)
+                )
             for name in KEYWORD_FIELDS:
                 shard.update(
                     qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
@@ -222,13 +246,63 @@ class EdgeStore:
             points=self.count(),
         )
 
-    def upsert(self, chunks: Sequence[IndexedChunk], vectors: Sequence[Sequence[float]]) -> None:
+    def upsert(
+        self,
+        chunks: Sequence[IndexedChunk],
+        vectors: Sequence[Sequence[float]],
+        sparse: Sequence[SparseVector] | None = None,
+    ) -> None:
+        keywords = list(sparse) if sparse is not None and self.sparse_enabled else None
+        if keywords is not None and len(keywords) != len(chunks):
+            raise ValueError("one sparse vector per chunk")
         points = [
-            qe.Point(chunk.point_id, list(vector), chunk.payload())
-            for chunk, vector in zip(chunks, vectors, strict=True)
+            qe.Point(
+                chunk.point_id,
+                list(vector) if keywords is None else _named(vector, keywords[n]),
+                chunk.payload(),
+            )
+            for n, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
         ]
         if points:
             self.shard.update(qe.UpdateOperation.upsert_points(points))
+
+    @property
+    def sparse_enabled(self) -> bool:
+        return self._meta.get("sparse_vector") == SPARSE_VECTOR
+
+    def enable_sparse(self) -> None:
+        if self.sparse_enabled:
+            return
+        # The engine's operation is idempotent: a run killed before the meta file was
+        # written does it again.
+        self.shard.update(
+            qe.UpdateOperation.create_sparse_vector(SPARSE_VECTOR, modifier=qe.Modifier.Idf)
+        )
+        self.shard.flush()
+        meta = {**self._meta, "sparse_vector": SPARSE_VECTOR}
+        _write_collection_meta(self._root, self._collection, meta)
+        self._meta = meta
+        log.info("event=sparse_vector_added collection=%s", self._collection)
+
+    def count_without_sparse(self) -> int:
+        if not self.sparse_enabled:
+            return self.count()
+        return int(self.shard.count(qe.CountRequest(exact=True, filter=_WITHOUT_SPARSE)))
+
+    def without_sparse(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        with self._reading("read the payloads"):
+            records, _ = self.shard.scroll(
+                qe.ScrollRequest(limit=limit, filter=_WITHOUT_SPARSE, with_payload=True)
+            )
+        return [(str(record.id), dict(record.payload or {})) for record in records]
+
+    def set_sparse(self, point_ids: Sequence[str], vectors: Sequence[SparseVector]) -> None:
+        updates = [
+            qe.PointVectors(point_id, {SPARSE_VECTOR: _sparse(vector)})
+            for point_id, vector in zip(point_ids, vectors, strict=True)
+        ]
+        if updates:
+            self.shard.update(qe.UpdateOperation.update_vectors(updates))
 
     def delete_stale(self, source: str, doc_id: str, chunk_count: int) -> None:
         other_versions = qe.Filter(
@@ -264,24 +338,49 @@ class EdgeStore:
         return {str(hit.value): int(hit.count) for hit in response.hits if hit.count > 0}
 
     def search(
-        self, vector: Sequence[float], groups: Sequence[str], limit: int
+        self,
+        vector: Sequence[float],
+        groups: Sequence[str],
+        limit: int,
+        *,
+        sparse: SparseVector | None = None,
+        mode: RetrievalMode = "dense",
     ) -> list[RetrievedPassage]:
         if not groups:
             return []
+        keywords = needs_sparse(mode, sparse)
         readable = qe.Filter(must=[qe.FieldCondition(key="acl", match=qe.MatchAny(list(groups)))])
         # Exact search: HNSW recall measured below 1.0 on this engine (DESIGN.md), and exact
         # scoring of a few hundred thousand 384-d vectors costs milliseconds.
-        with self._reading("search"):
-            points = self.shard.query(
-                qe.QueryRequest(
-                    limit=limit,
-                    query=qe.Query.Nearest(list(vector)),
-                    filter=readable,
-                    with_payload=True,
-                    params=qe.SearchParams(exact=True),
-                )
+        exact = qe.SearchParams(exact=True)
+        dense = qe.Query.Nearest(list(vector))
+        if keywords is None:
+            request = qe.QueryRequest(
+                limit=limit, query=dense, filter=readable, with_payload=True, params=exact
             )
-        return [scored_passage(point) for point in points]
+        else:
+            bm25 = qe.Query.Nearest(_sparse(keywords), using=SPARSE_VECTOR)
+            fused = mode == "hybrid"
+            depth = prefetch_depth(limit)
+            # The stubs type a fusion as `Fusion`, the engine takes its `Fusion.Rrf`.
+            scoring: Any = qe.Fusion.Rrf(k=RRF_K) if fused else bm25
+            request = qe.QueryRequest(
+                limit=limit,
+                query=scoring,
+                prefetches=[
+                    qe.Prefetch(limit=depth, query=dense, filter=readable, params=exact),
+                    qe.Prefetch(limit=depth, query=bm25, filter=readable),
+                ]
+                if fused
+                else None,
+                filter=readable,
+                with_payload=True,
+                with_vector=[""],
+            )
+        with self._reading("search"):
+            points = self.shard.query(request)
+        query = None if keywords is None else list(vector)
+        return [scored_passage(point, query) for point in points]
 
     def verify(self) -> None:
         # Exact scoring reads every vector; the scroll reads every payload.

@@ -19,13 +19,18 @@ from urllib.parse import urlsplit
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from appliance.domain import IndexedChunk, RetrievedPassage
+from appliance.domain import IndexedChunk, RetrievedPassage, SparseVector
 from appliance.errors import ApplianceError, DimensionMismatchError, StoreError
+from appliance.keywords import SPARSE_VECTOR
 from appliance.store import (
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    RRF_K,
     CollectionMeta,
+    RetrievalMode,
     StoreInfo,
+    needs_sparse,
+    prefetch_depth,
     scored_passage,
 )
 
@@ -135,6 +140,17 @@ def _filter(source: str | None = None, doc_id: str | None = None) -> models.Filt
     return models.Filter(must=must) if must else None
 
 
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+_WITHOUT_SPARSE = models.Filter(must_not=[models.HasVectorCondition(has_vector=SPARSE_VECTOR)])
+
+
+def _has_sparse(info: models.CollectionInfo) -> bool:
+    return SPARSE_VECTOR in (info.config.params.sparse_vectors or {})
+
+
 def _inspect(client: QdrantClient, collection: str) -> models.CollectionInfo | None:
     if not client.collection_exists(collection):
         return None
@@ -164,12 +180,18 @@ class QdrantServerStore:
     """One collection on a Qdrant server; the store owns `client` and closes it."""
 
     def __init__(
-        self, client: QdrantClient, collection: str, meta: CollectionMeta, location: str
+        self,
+        client: QdrantClient,
+        collection: str,
+        meta: CollectionMeta,
+        location: str,
+        sparse: bool = True,
     ) -> None:
         self._client: QdrantClient | None = client
         self._collection = collection
         self._meta = meta
         self.location = location
+        self._sparse_enabled = sparse
 
     @classmethod
     def open(
@@ -199,7 +221,7 @@ class QdrantServerStore:
             cls._index_payload(client, collection, info)
         if not meta.embed_model:  # made by another tool, which recorded no model
             meta = CollectionMeta(dimension, embed_model)
-        return cls(client, collection, meta, location)
+        return cls(client, collection, meta, location, _has_sparse(info))
 
     @staticmethod
     def _create(
@@ -209,6 +231,9 @@ class QdrantServerStore:
             client.create_collection(
                 collection,
                 vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
+                sparse_vectors_config={
+                    SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
                 shard_number=layout.shards,
                 replication_factor=layout.replication,
                 write_consistency_factor=layout.write_consistency,
@@ -251,14 +276,72 @@ class QdrantServerStore:
             points=self.count(),
         )
 
-    def upsert(self, chunks: Sequence[IndexedChunk], vectors: Sequence[Sequence[float]]) -> None:
+    def upsert(
+        self,
+        chunks: Sequence[IndexedChunk],
+        vectors: Sequence[Sequence[float]],
+        sparse: Sequence[SparseVector] | None = None,
+    ) -> None:
+        keywords = list(sparse) if sparse is not None and self.sparse_enabled else None
+        if keywords is not None and len(keywords) != len(chunks):
+            raise ValueError("one sparse vector per chunk")
         points = [
-            models.PointStruct(id=chunk.point_id, vector=list(vector), payload=chunk.payload())
-            for chunk, vector in zip(chunks, vectors, strict=True)
+            models.PointStruct(
+                id=chunk.point_id,
+                vector=list(vector)
+                if keywords is None
+                else {"": list(vector), SPARSE_VECTOR: _sparse(keywords[n])},
+                payload=chunk.payload(),
+            )
+            for n, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
         ]
         if points:
             with self._errors("write chunks"):
                 self.client.upsert(self._collection, points=points, wait=True)
+
+    @property
+    def sparse_enabled(self) -> bool:
+        return self._sparse_enabled
+
+    def enable_sparse(self) -> None:
+        if self._sparse_enabled:
+            return
+        with self._errors("add the BM25 sparse vector to the collection (needs Qdrant 1.18+)"):
+            info = self.client.get_collection(self._collection)
+            if not _has_sparse(info):  # another process may have added it meanwhile
+                self.client.create_vector_name(
+                    self._collection,
+                    SPARSE_VECTOR,
+                    models.SparseVectorNameConfig(
+                        sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)
+                    ),
+                    wait=True,
+                )
+        self._sparse_enabled = True
+        log.info("event=sparse_vector_added collection=%s", self._collection)
+
+    def count_without_sparse(self) -> int:
+        if not self._sparse_enabled:
+            return self.count()
+        with self._errors("count chunks"):
+            result = self.client.count(self._collection, count_filter=_WITHOUT_SPARSE, exact=True)
+        return int(result.count)
+
+    def without_sparse(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        with self._errors("read chunks"):
+            records, _ = self.client.scroll(
+                self._collection, scroll_filter=_WITHOUT_SPARSE, limit=limit, with_payload=True
+            )
+        return [(str(record.id), dict(record.payload or {})) for record in records]
+
+    def set_sparse(self, point_ids: Sequence[str], vectors: Sequence[SparseVector]) -> None:
+        updates = [
+            models.PointVectors(id=point_id, vector={SPARSE_VECTOR: _sparse(vector)})
+            for point_id, vector in zip(point_ids, vectors, strict=True)
+        ]
+        if updates:
+            with self._errors("write BM25 vectors"):
+                self.client.update_vectors(self._collection, points=updates, wait=True)
 
     def delete_stale(self, source: str, doc_id: str, chunk_count: int) -> None:
         other_versions = models.Filter(
@@ -308,24 +391,65 @@ class QdrantServerStore:
         return {str(hit.value): int(hit.count) for hit in response.hits if hit.count > 0}
 
     def search(
-        self, vector: Sequence[float], groups: Sequence[str], limit: int
+        self,
+        vector: Sequence[float],
+        groups: Sequence[str],
+        limit: int,
+        *,
+        sparse: SparseVector | None = None,
+        mode: RetrievalMode = "dense",
     ) -> list[RetrievedPassage]:
         if not groups:
             return []
+        keywords = needs_sparse(mode, sparse)
         readable = models.Filter(
             must=[models.FieldCondition(key="acl", match=models.MatchAny(any=list(groups)))]
         )
         # Exact search, as on Qdrant Edge: no answer lost to HNSW recall (DESIGN.md).
+        exact = models.SearchParams(exact=True)
         with self._errors("search"):
-            response = self.client.query_points(
-                self._collection,
-                query=list(vector),
-                query_filter=readable,
-                limit=limit,
-                with_payload=True,
-                search_params=models.SearchParams(exact=True),
-            )
-        return [scored_passage(point) for point in response.points]
+            if keywords is None:
+                response = self.client.query_points(
+                    self._collection,
+                    query=list(vector),
+                    query_filter=readable,
+                    limit=limit,
+                    with_payload=True,
+                    search_params=exact,
+                )
+            elif mode == "sparse":
+                response = self.client.query_points(
+                    self._collection,
+                    query=_sparse(keywords),
+                    using=SPARSE_VECTOR,
+                    query_filter=readable,
+                    limit=limit,
+                    with_payload=True,
+                    with_vectors=[""],
+                )
+            else:
+                depth = prefetch_depth(limit)
+                response = self.client.query_points(
+                    self._collection,
+                    prefetch=[
+                        models.Prefetch(
+                            query=list(vector), filter=readable, limit=depth, params=exact
+                        ),
+                        models.Prefetch(
+                            query=_sparse(keywords),
+                            using=SPARSE_VECTOR,
+                            filter=readable,
+                            limit=depth,
+                        ),
+                    ],
+                    query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                    query_filter=readable,
+                    limit=limit,
+                    with_payload=True,
+                    with_vectors=[""],
+                )
+        query = None if keywords is None else list(vector)
+        return [scored_passage(point, query) for point in response.points]
 
     def iter_payloads(self, page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's id and payload, in id order."""

@@ -25,7 +25,7 @@ from appliance.generation import Generator
 from appliance.services import AnswerServices, build_answer_services
 from appliance.settings import Settings
 from appliance.store import VectorStore
-from appliance.store.check import IndexHealth
+from appliance.store.check import IndexHealth, warn_missing_sparse
 from appliance.web import files, login, openai_api, ops
 from appliance.web.chat import ChatEngine
 from appliance.web.guard import AuthGuard
@@ -122,6 +122,7 @@ def build_web_services(
         check = index_health.full_check()
         if not check.ok:
             log.error("event=index_damaged %s", check.message())
+        warn_missing_sparse(answers.index.store, settings.retrieval)
         check_chunk_size(answers.index.embed_model_dir, settings.chunk_size)
         users = UserStore(settings.users_path, settings.session_hours)
         proxy = ProxyAuth(
@@ -141,6 +142,7 @@ def build_web_services(
         settings.parse_timeout_s,
         int(settings.max_file_size_mb * 1_000_000),
         parser_memory_mb=settings.parser_memory_mb,
+        chunk_headers=settings.chunk_headers,
     )
     assistant = answers.assistant
     metrics = Metrics(lambda: live_metrics(assistant.gate, answers.index.store, index))
@@ -200,9 +202,7 @@ def create_app(services: WebServices) -> FastAPI:
         )
     )
     app.include_router(openai_api.build_router(services.engine))
-    app.include_router(
-        files.build_router(services.index, exports_dir, services.identifier.denials)
-    )
+    app.include_router(files.build_router(services.index, exports_dir, services.identifier.denials))
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

@@ -285,3 +285,11 @@ def test_zip_bomb_is_refused_with_the_reason_and_the_rest_of_the_folder_ingested
     assert report.failed[0].error.startswith("refused: its part 'word/document.xml' unpacks to")
     assert "over the limit of 100:1" in report.failed[0].error
     assert {Path(s).name for s in index.store.source_counts()} == {"a.txt", "b.md", "c.txt"}
+
+
+def test_every_ingested_chunk_has_its_bm25_vector_through_changes(index: Index, docs: Path) -> None:
+    index.pipeline.run([docs], ["everyone"])
+    assert index.store.sparse_enabled and index.store.count_without_sparse() == 0
+    (docs / "a.txt").write_text("Delta facts with --no-site. " * 30, encoding="utf-8")
+    report = index.pipeline.run([docs], ["everyone", "hr"])
+    assert report.changed == 3 and index.store.count_without_sparse() == 0

@@ -12,6 +12,7 @@ from appliance.audit import AuditEntry, AuditLog, AuditRecord
 from appliance.domain import IndexedChunk
 from appliance.errors import AuditError, BusyError, ModelError, QuestionError, StoreError
 from appliance.gate import ModelGate
+from appliance.keywords import KeywordEncoder
 from appliance.rag import AnswerPolicy, Assistant
 from appliance.retrieval import Retriever
 from appliance.store.edge import EdgeStore
@@ -39,7 +40,8 @@ class Harness:
             IndexedChunk(f"{n:064x}", source, 0, text, acl, "2026-11-23T00:00:00Z")
             for n, (source, acl, text) in enumerate(DOCS, start=1)
         ]
-        self.store.upsert(chunks, self.embedder.embed([c.text for c in chunks]))
+        texts = [c.text for c in chunks]
+        self.store.upsert(chunks, self.embedder.embed(texts), KeywordEncoder().documents(texts))
         self.gate = ModelGate(queue_size=0, timeout_s=0.1)
         self.assistant = Assistant(
             Retriever(self.embedder, self.store),
@@ -209,7 +211,7 @@ def test_retrieve_only_shows_no_passage_unless_its_record_is_written(harness: Ha
 def test_a_failing_search_is_recorded_and_reported_as_a_store_error(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: object) -> list[object]:
+    def broken(*args: object, **kwargs: object) -> list[object]:
         raise RuntimeError("segment file missing")
 
     monkeypatch.setattr(harness.store, "search", broken)
@@ -379,3 +381,25 @@ def test_a_refused_long_question_is_recorded_by_length_hash_and_beginning(
     assert record.entry.retrieval["question_chars"] == len(question)
     expected = hashlib.sha256(question.encode()).hexdigest()
     assert record.entry.retrieval["question_sha256"] == expected
+
+
+def test_a_keyword_only_match_is_answered_for_its_group_and_never_crosses_groups(
+    harness: Harness,
+) -> None:
+    text = "Severance payments are booked under HRX-7731."
+    chunk = IndexedChunk("f" * 64, "/docs/codes.txt", 0, text, ("hr",), "2026-11-23T00:00:00Z")
+    harness.store.upsert(
+        [chunk], harness.embedder.embed([text]), KeywordEncoder().documents([text])
+    )
+    question = "Which rule is HRX-7731?"
+    outsider = harness.assistant.ask(ask(question, retrieve_only=True))
+    assert outsider.outcome == "nothing-found"
+    assert all(p.source != "/docs/codes.txt" for p in outsider.retrieved)
+    assert all(p.source != "/docs/codes.txt" for p in harness.records()[-1].entry.passages)
+    insider = harness.assistant.ask(ask(question, groups=("hr",), retrieve_only=True))
+    assert insider.outcome == "retrieved"
+    [source] = [s for s in insider.sources if s.passage.source == "/docs/codes.txt"]
+    assert source.passage.keyword == "hrx-7731"
+    retrieval = harness.records()[-1].entry.retrieval
+    assert retrieval["mode"] == "hybrid"
+    assert [source.n, "hrx-7731"] in retrieval["keyword_matches"]
