@@ -75,6 +75,7 @@ unit: install
 BENCH_DATA ?= .bench/data
 bench: models
 	$(BIN)/python -m bench.ingest_bench --keep-data $(BENCH_DATA)
+	$(BIN)/python -m bench.retrieval_bench --data-dir $(BENCH_DATA) --plain-data-dir $(BENCH_DATA)-plain
 	$(BIN)/python -m bench.ask_bench --data-dir $(BENCH_DATA)
 
 clean:
