@@ -2,7 +2,9 @@
 answers. A refusal is recorded as a `denied` record (the action, its target, the reason);
 repeats of the same attempt by the same user within a minute are counted into the next
 record instead of each writing one, and at most `MAX_PER_MINUTE` denials are written a minute
-in all (the others are counted into the next record), so hammering cannot flood the log.
+per signed-in user, and as many for all refused sign-ins together (whose names are whatever
+was typed): the others are counted into that bucket's next record, so hammering cannot flood
+the log.
 
 Recording never changes the refusal: if the log cannot be written, the request is refused
 all the same and the failure is logged.
@@ -42,8 +44,10 @@ class Denials:
         self._lock = threading.Lock()
         # (user, action, target) -> (time of the last record, attempts not recorded since)
         self._recent: dict[tuple[str, str, str], tuple[float, int]] = {}
-        self._written: list[float] = []  # times of the records written in the last minute
-        self._unwritten = 0  # denials over the overall rate, counted into the next record
+        # Per bucket: times of the records written in the last minute, and the denials over
+        # the rate since, counted into the bucket's next record.
+        self._written: dict[str, list[float]] = {}
+        self._unwritten: dict[str, int] = {}
 
     def record(
         self,
@@ -54,12 +58,15 @@ class Denials:
         *,
         groups: tuple[str, ...] = (),
         channel: str = "web",
+        signed_in: bool = True,
     ) -> str | None:
         """Record one refused attempt; the record's id, or None when it was counted into a
-        recent one (or could not be written)."""
+        recent one (or could not be written). `signed_in=False`: `user` is only what was
+        typed at sign-in, and all such refusals share one rate."""
         user, target = _bounded(user), _bounded(target)
         key = (user, action, target)
-        counts = self._admit(key)
+        bucket = f"user:{user}" if signed_in else "sign-in"
+        counts = self._admit(key, bucket)
         if counts is None:
             return None
         repeats, others = counts
@@ -88,10 +95,10 @@ class Denials:
             log.error("event=denial_not_recorded action=%s error=%s", action, exc)
             with self._lock:  # the next attempt tries again, and carries these counts
                 self._recent.pop(key, None)
-                self._unwritten += others + repeats + 1
+                self._unwritten[bucket] = self._unwritten.get(bucket, 0) + others + repeats + 1
             return None
 
-    def _admit(self, key: tuple[str, str, str]) -> tuple[int, int] | None:
+    def _admit(self, key: tuple[str, str, str], bucket: str) -> tuple[int, int] | None:
         """(earlier attempts of `key`, other denials not recorded) to write now, or None when
         this one is only counted."""
         now = self._clock()
@@ -100,19 +107,23 @@ class Denials:
             if last is not None and now - last[0] < self._window:
                 self._recent[key] = (last[0], last[1] + 1)
                 return None
-            self._written = [t for t in self._written if now - t < 60.0]
-            if len(self._written) >= self._max_per_minute:
-                self._unwritten += 1
+            written = [t for t in self._written.get(bucket, []) if now - t < 60.0]
+            self._written[bucket] = written
+            if len(written) >= self._max_per_minute:
+                self._unwritten[bucket] = self._unwritten.get(bucket, 0) + 1
                 return None
             if len(self._recent) >= MAX_TRACKED:
                 cutoff = now - self._window
                 self._recent = {k: v for k, v in self._recent.items() if v[0] >= cutoff}
-                if len(self._recent) >= MAX_TRACKED:  # all recent: their counts go overall
-                    self._unwritten += sum(count for _, count in self._recent.values())
+                if len(self._recent) >= MAX_TRACKED:  # all recent: counted into this record
+                    lost = sum(count for _, count in self._recent.values())
+                    self._unwritten[bucket] = self._unwritten.get(bucket, 0) + lost
                     self._recent.clear()
+                self._written = {b: t for b, t in self._written.items() if t and now - t[-1] < 60}
             self._recent[key] = (now, 0)
-            self._written.append(now)
-            others, self._unwritten = self._unwritten, 0
+            written.append(now)
+            self._written[bucket] = written
+            others = self._unwritten.pop(bucket, 0)
             return (last[1] if last is not None else 0), others
 
 

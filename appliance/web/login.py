@@ -109,7 +109,9 @@ def build_router(
 
     def denied(name: str, action: str, client: str, reason: str) -> None:
         if denials is not None:
-            denials.record(name.strip() or "(no name)", action, f"from {client}", reason)
+            denials.record(
+                name.strip() or "(no name)", action, f"from {client}", reason, signed_in=False
+            )
 
     checks = threading.BoundedSemaphore(CONCURRENT_LOGINS)
 

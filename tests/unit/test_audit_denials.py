@@ -73,11 +73,13 @@ def test_a_flood_of_different_denials_is_capped_and_counted(tmp_path: Path) -> N
     with AuditLog(tmp_path / "audit.sqlite3") as log:
         denials = Denials(log, clock=clock, max_per_minute=3)
         written = [
-            denials.record(f"name-{n}", "sign in", "from 10.0.0.9", "cross-site") for n in range(10)
+            denials.record(f"name-{n}", "sign in", "from 10.0.0.9", "x", signed_in=False)
+            for n in range(10)
         ]
+        assert denials.record("bob", "POST request", "/upload", "admins only")  # own budget
         assert sum(1 for w in written if w) == 3
         clock.now += 61
-        assert denials.record("name-x", "sign in", "from 10.0.0.9", "cross-site")
+        assert denials.record("name-x", "sign in", "from 10.0.0.9", "x", signed_in=False)
         last = log.query()[-1]
         assert last.entry.retrieval["other_denials_not_recorded"] == 7
-        assert log.count() == 4
+        assert log.count() == 5
