@@ -178,10 +178,11 @@ class Settings(BaseSettings):
         "identifier such as PYTHONSAFEPATH, --no-site, E1234) as an exact token counts too.",
     )
     chunk_headers: bool = Field(
-        True,
+        False,
         description="Embed (dense and BM25) each chunk with its document's file name and "
         "section in front; the text shown stays the chunk's own. Applies to chunks embedded "
-        "after a change (`appliance repair` re-embeds them all).",
+        "after a change (`appliance repair` re-embeds them all). Off: on the dev set it "
+        "helped dense retrieval, not hybrid (bench/retrieval_bench.py).",
     )
     host: str = Field("127.0.0.1", description="Address `appliance serve` listens on.")
     port: int = Field(7860, ge=1, le=65535, description="Port `appliance serve` listens on.")
