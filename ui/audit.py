@@ -14,8 +14,8 @@ from typing import Any
 import gradio as gr
 
 from appliance.audit import AuditEntry, AuditLog, AuditRecord, write_csv, write_jsonl
+from appliance.audit.export import EXPORT_PREFIX, EXPORTS_URL
 from appliance.auth import User
-from appliance.web.files import EXPORT_PREFIX, EXPORTS_URL
 from appliance.web.identity import Identifier
 from ui.access import require
 from ui.render import json_block

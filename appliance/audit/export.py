@@ -9,6 +9,10 @@ from typing import Any, TextIO
 
 from appliance.audit.records import AuditRecord
 
+# Export files the Audit page writes and the web app serves to auditors (appliance.web.files).
+EXPORTS_URL = "/audit/exports"
+EXPORT_PREFIX = "audit-export-"
+
 CSV_COLUMNS = (
     "seq",
     "id",

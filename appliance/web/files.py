@@ -19,13 +19,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from appliance.audit.denials import Denials
+from appliance.audit.export import EXPORT_PREFIX, EXPORTS_URL
 from appliance.auth import User
 from appliance.filehash import sha256_of_file
 from ingest.service import IndexService
 
 DOC_ID = re.compile(r"^[0-9a-f]{64}$")
-EXPORTS_URL = "/audit/exports"
-EXPORT_PREFIX = "audit-export-"
 EXPORT_NAME = re.compile(rf"^{EXPORT_PREFIX}[0-9]{{8}}T[0-9]{{6}}-[0-9a-f]{{16}}\.(csv|jsonl)$")
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 INLINE_TYPES = {
