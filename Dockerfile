@@ -61,10 +61,15 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG LLAMA_BACKEND=cpu
 ARG CUDA_VERSION=12.6
 
+# Languages of the scanned documents, read by Tesseract OCR (APPLIANCE_OCR_LANGUAGES), each
+# from its Debian package: --build-arg OCR_LANGUAGES=eng+deu adds tesseract-ocr-deu.
+ARG OCR_LANGUAGES=eng
+
 # libgomp1: llama.cpp's OpenMP; curl: health checks and the Qdrant snapshot API;
-# sqlite3: consistent copies of the audit, user and manifest databases.
+# sqlite3: consistent copies of the audit, user and manifest databases; tesseract-ocr: OCR.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 curl sqlite3 ca-certificates \
+        tesseract-ocr $(echo "$OCR_LANGUAGES" | tr '+_' ' -' | sed 's/[^ ][^ ]*/tesseract-ocr-&/g') \
     && rm -rf /var/lib/apt/lists/*
 
 COPY docker/install-cuda.sh /tmp/install-cuda
@@ -87,6 +92,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     APPLIANCE_DOCS_DIR=/docs \
     APPLIANCE_HOST=0.0.0.0 \
     APPLIANCE_PORT=7860 \
+    APPLIANCE_OCR_LANGUAGES=${OCR_LANGUAGES} \
     APPLIANCE_LLM_MODEL=/opt/appliance/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 
 # The models, prepared now: the default Qwen2.5-Coder-1.5B and the small Gemma 3 270M are
