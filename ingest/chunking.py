@@ -7,6 +7,7 @@ embedder's window (256 word pieces for all-MiniLM-L6-v2).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,61 @@ def check_chunk_size(model_dir: Path, chunk_size: int) -> None:
         )
 
 
-def load_token_counter(model_dir: Path) -> Callable[[str], list[int]]:
+# Where a BERT pre-tokenizer always splits: ASCII whitespace (its normalizer turns \t \n \r
+# into spaces) and ASCII punctuation (each is a token of its own). Other characters stay in the
+# piece that the real tokenizer counts, so its normalization and word splitting still apply.
+_PIECE = re.compile(r"[^ \t\n\r!-/:-@\[-`{-~]+|[!-/:-@\[-`{-~]")
+# Pieces whose counts are remembered; the cache starts over beyond this (unusual corpora).
+PIECE_CACHE_LIMIT = 200_000
+
+
+class TokenCounter:
+    """Counts the embedder's tokens of a text, as the fast tokenizer would, without
+    tokenizing the same words again and again.
+
+    The splitter counts a section, then each of its paragraphs, sentences and phrases: the
+    same words several times over. With a BERT pre-tokenizer (all-MiniLM-L6-v2's), a text's
+    count is the sum of its pieces' counts, split where that pre-tokenizer always splits;
+    each distinct piece is tokenized once. Other tokenizers count each text whole.
+    Called, it returns a range of that many places: the splitter only takes its length.
+    """
+
+    def __init__(self, count_one: Callable[[str], int], by_pieces: bool) -> None:
+        self._count_one = count_one
+        self._by_pieces = by_pieces
+        self._pieces: dict[str, int] = {}
+
+    def count(self, text: str) -> int:
+        if not self._by_pieces:
+            return self._count_one(text)
+        pieces = self._pieces
+        if len(pieces) > PIECE_CACHE_LIMIT:
+            pieces.clear()
+        total = 0
+        for piece in _PIECE.findall(text):
+            known = pieces.get(piece)
+            if known is None:
+                known = pieces[piece] = self._count_one(piece)
+            total += known
+        return total
+
+    def __call__(self, text: str) -> range:
+        return range(self.count(text))
+
+
+def _splits_like_bert(tokenizer_file: Path) -> bool:
+    spec = json.loads(tokenizer_file.read_text(encoding="utf-8"))
+    normalizer = (spec.get("normalizer") or {}).get("type")
+    pre_tokenizer = (spec.get("pre_tokenizer") or {}).get("type")
+    model = (spec.get("model") or {}).get("type")
+    return (
+        normalizer in (None, "BertNormalizer")
+        and pre_tokenizer == "BertPreTokenizer"
+        and model == "WordPiece"
+    )
+
+
+def load_token_counter(model_dir: Path) -> TokenCounter:
     tokenizer_file = model_dir / "tokenizer.json"
     if tokenizer_file.is_file():
         from tokenizers import Tokenizer
@@ -53,14 +108,17 @@ def load_token_counter(model_dir: Path) -> Callable[[str], list[int]]:
         # tokenizer.json may carry the model's padding and truncation; counting needs neither.
         fast.no_padding()
         fast.no_truncation()
-        return lambda text: fast.encode(text, add_special_tokens=False).ids
+        return TokenCounter(
+            lambda text: len(fast.encode(text, add_special_tokens=False).ids),
+            by_pieces=_splits_like_bert(tokenizer_file),
+        )
     try:
         from transformers import AutoTokenizer
 
         slow = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     except Exception as exc:
         raise ModelError(f"no tokenizer in embedding model folder {model_dir}: {exc}") from None
-    return lambda text: list(slow.encode(text, add_special_tokens=False))
+    return TokenCounter(lambda text: len(slow.encode(text, add_special_tokens=False)), False)
 
 
 class Chunker:
