@@ -44,6 +44,8 @@ _LETTER = re.compile(r"[^\W\d_]")
 _DIGIT = re.compile(r"\d")
 _CAPITALS = re.compile(r"[A-Z].*[A-Z]")
 _WORD = re.compile(r"\w+")
+# A version or a decimal (`3.11`, `2.5`, `3.11+`): numbers, not names.
+_NUMBER = re.compile(r"[\d.,]+\+?")
 
 
 def identifiers(text: str) -> list[str]:
@@ -60,14 +62,17 @@ def identifiers(text: str) -> list[str]:
 def question_keywords(question: str) -> tuple[str, ...]:
     """The exact tokens of a question that name something, lowercased, without repeats:
     options (`--no-site`), compound identifiers with `_ . : / = @ # +` or a digit
-    (`sys.path`, `APPLIANCE_SCORE_THRESHOLD`, `3.11`), words mixing letters and digits
+    (`sys.path`, `APPLIANCE_SCORE_THRESHOLD`), words mixing letters and digits
     (`E1234`, `0x80070005`) and words of 5 or more characters with two capitals
     (`PYTHONSAFEPATH`, `NullPointerException`). Ordinary words, acronyms like `VPN`,
-    hyphenated words and plain numbers are not keywords."""
+    hyphenated words, plain numbers and versions (`3.11`: in documentation they mark
+    what changed when, in many passages) are not keywords."""
     compound = [
         token
         for token in identifiers(question)
-        if len(token) >= 4 and (_OPTION.match(token) or _EXACT_PUNCT.search(token))
+        if len(token) >= 4
+        and (_OPTION.match(token) or _EXACT_PUNCT.search(token))
+        and not _NUMBER.fullmatch(token)
     ]
     words = [
         word.lower()

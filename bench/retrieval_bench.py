@@ -3,9 +3,10 @@
 One run:
   1. quality, for each index given (--data-dir, and --plain-data-dir for an index built with
      APPLIANCE_CHUNK_HEADERS=false; each is built first when missing): hit@1, hit@5, MRR of
-     the dev set in each mode (dense, sparse, hybrid), top 10 searched as a user of the
-     `everyone` group; a hit is a passage of the question's source holding its answer (the
-     README's definition);
+     the dev set and of the identifier set in each mode (dense, sparse, hybrid, and the
+     fused RRF order as an experiment), top 10 searched as a user of the `everyone` group;
+     a hit is a passage of the question's source holding its answer (the README's
+     definition);
   2. filtered search latency on a synthetic Qdrant Edge collection of --synthetic-chunks
      chunks (random unit vectors, BM25 vectors of generated text, 10 groups): p50/p95 per
      query for dense and hybrid, each filtered to one group (the target: under 50 ms).
@@ -27,10 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.store import RetrievalMode
+from appliance.store import RetrievalMode, prefetch_depth
 from bench.ingest_bench import DOCS_ROOT, corpus_paths
 
 DEV_SET = Path(__file__).resolve().parents[2] / "shared/evals/python311/questions.jsonl"
+# Questions naming an exact token (an environment variable, a constant, an option): the kind
+# dense retrieval misses (bench/evals/python311-identifiers.jsonl).
+IDENTIFIER_SET = Path(__file__).resolve().parent / "evals/python311-identifiers.jsonl"
 MODES: tuple[RetrievalMode, ...] = ("dense", "sparse", "hybrid")
 SEARCHED = 10
 TARGET_MS = 50.0
@@ -52,23 +56,33 @@ def ensure_index(data_dir: Path, docs_root: Path, headers: bool) -> None:
         raise SystemExit(f"the ingest failed (exit {done.returncode})")
 
 
-def quality(data_dir: Path, questions: list[Any]) -> dict[str, dict[str, float]]:
+def quality(
+    data_dir: Path,
+    questions: list[Any],
+    embedder: Any = None,
+    modes: tuple[RetrievalMode, ...] = MODES,
+) -> dict[str, dict[str, float]]:
+    """hit@1, hit@5 and MRR per mode; `embedder` embeds the questions (default: the
+    configured one; bench.embedder_bench passes another backend of the same model)."""
     from appliance.evaluation import normalize, source_matches
     from appliance.retrieval import Retriever
     from appliance.services import build_embedder, open_index
     from appliance.settings import load_settings
 
     settings = load_settings(data_dir=data_dir)
-    embedder = build_embedder(settings)
+    experiments = embedder is None
+    embedder = embedder if embedder is not None else build_embedder(settings)
     index = open_index(settings, embedder)
     try:
         searches: dict[str, Any] = {}
-        for mode in MODES:
+        for mode in modes:
             retriever = Retriever(embedder, index.store, mode)
             searches[mode] = lambda q, r=retriever: r.search(q, ("everyone",), SEARCHED)
-        if hasattr(index.store, "shard"):  # Qdrant Edge: MMR experiments on the same points
+        if experiments and hasattr(index.store, "shard"):  # Qdrant Edge: MMR on the same points
             for variant in ("dense+mmr", "hybrid+mmr"):
                 searches[variant] = lambda q, v=variant: mmr_search(index.store, embedder, q, v)
+        if experiments:  # the fused RRF order itself, before the closest-first selection
+            searches["rrf order"] = lambda q: fused_order(index.store, embedder, q)
         results: dict[str, dict[str, float]] = {}
         for name, search in searches.items():
             ranks: list[int | None] = []
@@ -92,6 +106,16 @@ def quality(data_dir: Path, questions: list[Any]) -> dict[str, dict[str, float]]
         return results
     finally:
         index.close()
+
+
+def fused_order(store: Any, embedder: Any, question: str) -> list[Any]:
+    """The hybrid query's own RRF order (hybrid mode returns the closest in meaning, plus
+    what names a missing keyword: see appliance.retrieval)."""
+    from appliance.keywords import KeywordEncoder
+
+    vector = embedder.embed([question])[0]
+    sparse = KeywordEncoder().query(question)
+    return list(store.search(vector, ("everyone",), SEARCHED, sparse=sparse, mode="hybrid"))
 
 
 def mmr_search(store: Any, embedder: Any, question: str, variant: str) -> list[Any]:
@@ -172,22 +196,22 @@ def latency(chunks: int, queries: int, seed: int = 7) -> dict[str, Any]:
                     begun = time.perf_counter()
                     if mode == "dense":
                         store.search(vector, groups, 7)
-                    else:
-                        store.search(vector, groups, 7, sparse=sparse, mode="hybrid")
+                    else:  # as appliance.retrieval asks: every candidate of both branches
+                        depth = prefetch_depth(7)
+                        store.search(
+                            vector, groups, 2 * depth, sparse=sparse, mode="hybrid", depth=depth
+                        )
                     timings[mode].append((time.perf_counter() - begun) * 1000)
         finally:
             store.close()
+    summary = {mode: _percentiles(values) for mode, values in timings.items()}
+    return {"chunks": chunks, "queries": queries, "build_s": round(built_s, 1), **summary}
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
     return {
-        "chunks": chunks,
-        "queries": queries,
-        "build_s": round(built_s, 1),
-        **{
-            mode: {
-                "p50_ms": round(statistics.median(values), 2),
-                "p95_ms": round(sorted(values)[int(0.95 * (len(values) - 1))], 2),
-            }
-            for mode, values in timings.items()
-        },
+        "p50_ms": round(statistics.median(values), 2),
+        "p95_ms": round(sorted(values)[int(0.95 * (len(values) - 1))], 2),
     }
 
 
@@ -202,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(".bench/data-hybrid"))
     parser.add_argument("--plain-data-dir", type=Path, default=None)
     parser.add_argument("--docs-root", type=Path, default=DOCS_ROOT)
-    parser.add_argument("--questions", type=Path, default=DEV_SET)
+    parser.add_argument("--questions", type=Path, nargs="+", default=[DEV_SET, IDENTIFIER_SET])
     parser.add_argument("--synthetic-chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--skip-quality", action="store_true")
@@ -213,14 +237,16 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict[str, Any] = {}
     if not args.skip_quality:
-        questions = [q for q in load_questions(args.questions) if q.answerable]
         indexes = {"headers": (args.data_dir, True)}
         if args.plain_data_dir is not None:
             indexes["no headers"] = (args.plain_data_dir, False)
         result["quality"] = {}
-        for name, (data_dir, headers) in indexes.items():
-            ensure_index(data_dir, args.docs_root, headers)
-            result["quality"][name] = quality(data_dir, questions)
+        for path in args.questions:
+            questions = [q for q in load_questions(path) if q.answerable]
+            for name, (data_dir, headers) in indexes.items():
+                ensure_index(data_dir, args.docs_root, headers)
+                key = f"{path.stem}, index with {name}"
+                result["quality"][key] = quality(data_dir, questions)
     if args.synthetic_chunks:
         result["latency"] = latency(args.synthetic_chunks, args.queries)
     if args.json:
@@ -232,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(result: dict[str, Any]) -> None:
     for name, modes in result.get("quality", {}).items():
-        print(f"\nretrieval quality, index with {name} (dev set, top {SEARCHED} searched)")
+        print(f"\nretrieval quality: {name} (top {SEARCHED} searched)")
         print(f"{'mode':<11} {'hit@1':>6} {'hit@5':>6} {'MRR':>6}")
         for mode, row in modes.items():
             print(f"{mode:<11} {row['hit@1']:>6.3f} {row['hit@5']:>6.3f} {row['mrr']:>6.3f}")

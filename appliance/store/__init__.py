@@ -97,11 +97,13 @@ class VectorStore(Protocol):
         *,
         sparse: SparseVector | None = None,
         mode: RetrievalMode = "dense",
+        depth: int | None = None,
     ) -> list[RetrievedPassage]:
         """The `limit` best chunks whose ACL shares a group with `groups`, best first.
 
         `mode` dense: nearest to `vector`; sparse: best BM25 match of `sparse`; hybrid: both
-        as prefetches of one query, fused by RRF. The group filter runs inside the query (in
+        as prefetches of one query, each passing `depth` candidates (default
+        `prefetch_depth(limit)`) to the RRF fusion. The group filter runs inside the query (in
         each prefetch): a chunk the groups may not read is never returned, whatever its
         score. Every passage's `score` is its cosine similarity to `vector`; `rank_score`
         the score it was ranked by.
@@ -167,4 +169,6 @@ def scored_passage(point: Any, query: Sequence[float] | None = None) -> Retrieve
         page=payload.get("page"),
         section=payload.get("section"),
         rank_score=rank_score,
+        ocr=bool(payload.get("ocr", False)),
+        ocr_confidence=payload.get("ocr_confidence"),
     )

@@ -204,8 +204,8 @@ class EdgeStore:
                 raise DimensionMismatchError(
                     f"the collection at {shard_dir} does not accept {dimension}-dimensional "
                     f"vectors ({exc}); use the embedding model it was built with"
-                ) from None
-            raise StoreError(f"cannot open Qdrant Edge store at {shard_dir}: {exc}") from None
+                ) from exc
+            raise StoreError(f"cannot open Qdrant Edge store at {shard_dir}: {exc}") from exc
         return shard
 
     @property
@@ -228,13 +228,13 @@ class EdgeStore:
             raise
         except Exception as exc:
             if str(exc).startswith("Wrong input"):
-                raise StoreError(f"Qdrant Edge refused to {action}: {exc}") from None
+                raise StoreError(f"Qdrant Edge refused to {action}: {exc}") from exc
             self._damage = f"cannot {action}: {exc}"
             location = self._root / self._collection
             raise IndexDamagedError(
                 f"the document index at {location} is damaged: Qdrant Edge cannot {action} "
                 f"({exc}). {REPAIR_HINT}."
-            ) from None
+            ) from exc
 
     def info(self) -> StoreInfo:
         return StoreInfo(
@@ -345,6 +345,7 @@ class EdgeStore:
         *,
         sparse: SparseVector | None = None,
         mode: RetrievalMode = "dense",
+        depth: int | None = None,
     ) -> list[RetrievedPassage]:
         if not groups:
             return []
@@ -361,7 +362,7 @@ class EdgeStore:
         else:
             bm25 = qe.Query.Nearest(_sparse(keywords), using=SPARSE_VECTOR)
             fused = mode == "hybrid"
-            depth = prefetch_depth(limit)
+            depth = depth or prefetch_depth(limit)
             # The stubs type a fusion as `Fusion`, the engine takes its `Fusion.Rrf`.
             scoring: Any = qe.Fusion.Rrf(k=RRF_K) if fused else bm25
             request = qe.QueryRequest(

@@ -120,7 +120,7 @@ def _translated(location: str, action: str) -> Iterator[None]:
     except ApplianceError:
         raise
     except Exception as exc:
-        raise _server_error(exc, location, action) from None
+        raise _server_error(exc, location, action) from exc
 
 
 def _match(key: str, value: str) -> models.FieldCondition:
@@ -398,6 +398,7 @@ class QdrantServerStore:
         *,
         sparse: SparseVector | None = None,
         mode: RetrievalMode = "dense",
+        depth: int | None = None,
     ) -> list[RetrievedPassage]:
         if not groups:
             return []
@@ -428,28 +429,35 @@ class QdrantServerStore:
                     with_vectors=[""],
                 )
             else:
-                depth = prefetch_depth(limit)
-                response = self.client.query_points(
-                    self._collection,
-                    prefetch=[
-                        models.Prefetch(
-                            query=list(vector), filter=readable, limit=depth, params=exact
-                        ),
-                        models.Prefetch(
-                            query=_sparse(keywords),
-                            using=SPARSE_VECTOR,
-                            filter=readable,
-                            limit=depth,
-                        ),
-                    ],
-                    query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
-                    query_filter=readable,
-                    limit=limit,
-                    with_payload=True,
-                    with_vectors=[""],
-                )
+                response = self._fused(vector, keywords, readable, limit, depth)
         query = None if keywords is None else list(vector)
         return [scored_passage(point, query) for point in response.points]
+
+    def _fused(
+        self,
+        vector: Sequence[float],
+        keywords: SparseVector,
+        readable: models.Filter,
+        limit: int,
+        depth: int | None,
+    ) -> models.QueryResponse:
+        """One query: a dense and a BM25 prefetch, each filtered, fused by RRF."""
+        depth = depth or prefetch_depth(limit)
+        exact = models.SearchParams(exact=True)
+        return self.client.query_points(
+            self._collection,
+            prefetch=[
+                models.Prefetch(query=list(vector), filter=readable, limit=depth, params=exact),
+                models.Prefetch(
+                    query=_sparse(keywords), using=SPARSE_VECTOR, filter=readable, limit=depth
+                ),
+            ],
+            query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+            query_filter=readable,
+            limit=limit,
+            with_payload=True,
+            with_vectors=[""],
+        )
 
     def iter_payloads(self, page: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's id and payload, in id order."""

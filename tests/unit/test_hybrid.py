@@ -7,18 +7,18 @@ import pytest
 import qdrant_edge as qe
 from qdrant_client import models
 
-from appliance.domain import IndexedChunk
+from appliance.domain import IndexedChunk, RetrievedPassage
 from appliance.embedding import SentenceTransformerEmbedder
 from appliance.keywords import KeywordEncoder, embedding_text, question_keywords
 from appliance.manifest import Manifest
-from appliance.retrieval import Retriever, is_relevant
+from appliance.retrieval import MAX_KEYWORD_PASSAGES, Retriever, closest_with_keywords, is_relevant
 from appliance.store import RETRIEVAL_MODES, VectorStore
 from appliance.store.edge import _write_collection_meta
 from ingest.chunking import ChunkConfig
 from ingest.pipeline import IngestPipeline
 from ingest.upgrade import add_sparse_vectors
-from tests.fakes import InlineParser
-from tests.stores import BACKENDS, LOCAL_MODE_SEARCH_WARNING, StorePlace
+from tests.support.fakes import InlineParser
+from tests.support.stores import BACKENDS, LOCAL_MODE_SEARCH_WARNING, StorePlace
 
 pytestmark = pytest.mark.filterwarnings(f"ignore:{LOCAL_MODE_SEARCH_WARNING}")
 
@@ -101,10 +101,10 @@ def test_a_keyword_only_hr_chunk_never_reaches_a_user_outside_hr(
 
 
 def test_question_keywords_are_identifiers_not_ordinary_words() -> None:
-    assert question_keywords("What does --no-site do with sys.path in 3.11?") == (
+    # Versions are numbers, not names: "3.11" marks changes in many passages.
+    assert question_keywords("What does --no-site do with sys.path in 3.11+ and 2.5?") == (
         "--no-site",
         "sys.path",
-        "3.11",
     )
     assert question_keywords("Why PYTHONSAFEPATH and error E1234?") == ("pythonsafepath", "e1234")
     assert question_keywords("What is the capital of France, VPN and well-known 2024?") == ()
@@ -112,6 +112,31 @@ def test_question_keywords_are_identifiers_not_ordinary_words() -> None:
     option = set(encoder.query("--no-site").indices)
     assert option <= set(encoder.document("Run it with --no-site to skip.").indices)
     assert not option <= set(encoder.document("The site has no page.").indices)
+
+
+def _passage(name: str, cosine: float, text: str) -> RetrievedPassage:
+    return RetrievedPassage(name, name, f"/docs/{name}.html", 0, text, cosine)
+
+
+def test_hybrid_reads_the_closest_passages_and_adds_only_what_names_a_missing_keyword() -> None:
+    # Candidates in fused order: keyword matches rank high, the closest in meaning lower.
+    fused = [
+        _passage("mentions-a", 0.31, "sys.path is listed again here."),
+        _passage("names-it-1", 0.20, "PYTHONSAFEPATH keeps the folder off the path."),
+        _passage("names-it-2", 0.19, "With PYTHONSAFEPATH set, nothing is prepended."),
+        _passage("names-it-3", 0.18, "PYTHONSAFEPATH again."),
+        _passage("close-1", 0.70, "How sys.path is built at start-up."),
+        _passage("close-2", 0.65, "The module search path, in order."),
+        _passage("close-3", 0.60, "Where the interpreter looks for modules."),
+    ]
+    # Every keyword already held by a close passage: the k closest, closest first.
+    chosen = closest_with_keywords(fused, ("sys.path",), 3)
+    assert [p.chunk_id for p in chosen] == ["close-1", "close-2", "close-3"]
+    # A keyword no close passage holds: passages naming it first (fused order, at most
+    # MAX_KEYWORD_PASSAGES), then the closest.
+    chosen = closest_with_keywords(fused, ("sys.path", "pythonsafepath"), 3)
+    assert MAX_KEYWORD_PASSAGES == 2
+    assert [p.chunk_id for p in chosen] == ["names-it-1", "names-it-2", "close-1"]
 
 
 def _old_layout(place: StorePlace, dimension: int) -> None:
@@ -147,7 +172,7 @@ class _NoParser:
 def test_a_dense_only_collection_gets_bm25_vectors_from_its_stored_chunks(
     place: StorePlace, tmp_path: Path, embed_model_dir: Path
 ) -> None:
-    from tests.fakes import HashEmbedder
+    from tests.support.fakes import HashEmbedder
 
     embedder = HashEmbedder()
     place.root.mkdir(parents=True, exist_ok=True)
@@ -195,7 +220,7 @@ def test_a_dense_only_collection_gets_bm25_vectors_from_its_stored_chunks(
 
 
 def test_a_run_killed_while_adding_bm25_vectors_resumes(place: StorePlace, tmp_path: Path) -> None:
-    from tests.fakes import HashEmbedder
+    from tests.support.fakes import HashEmbedder
 
     embedder = HashEmbedder()
     place.root.mkdir(parents=True, exist_ok=True)
