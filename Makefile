@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DOCS ?= samples
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install models run browser compose test lint typecheck unit bench clean
+.PHONY: install models run browser compose ocr test lint typecheck unit bench clean
 
 # llama.cpp is compiled here for this CPU, except for its AMX kernels: on Xeons with AMX
 # tiles they crash (SIGSEGV in ggml_backend_amx_mul_mat at the first prompt of more than one
@@ -37,7 +37,7 @@ models: install
 
 # Serves the chat at http://127.0.0.1:7860 over samples/ (watched: edit it and the index
 # follows). On the first start it prints the password of the 'admin' account.
-run: models
+run: models ocr
 	APPLIANCE_DOCS_DIR=$${APPLIANCE_DOCS_DIR:-$(DOCS)} $(BIN)/appliance serve
 
 # Installs Debian packages ($(2), apt-get options $(3)) when $(1) is missing: with sudo when
@@ -54,6 +54,20 @@ endef
 browser:
 	$(call ensure_debian,/usr/bin/chromium,chromium chromium-driver)
 
+# OCR of scanned documents and images: Debian's Tesseract, and one language package per
+# language of APPLIANCE_OCR_LANGUAGES (eng+deu: tesseract-ocr-eng tesseract-ocr-deu).
+OCR_LANGUAGES ?= $(or $(APPLIANCE_OCR_LANGUAGES),eng)
+OCR_LANGS := $(subst +, ,$(OCR_LANGUAGES))
+TESSDATA := /usr/share/tesseract-ocr/5/tessdata
+ocr:
+	$(call ensure_debian,/usr/bin/tesseract,tesseract-ocr $(foreach l,$(OCR_LANGS),tesseract-ocr-$(subst _,-,$(l))))
+	@missing=; for lang in $(OCR_LANGS); do \
+		test -e $(TESSDATA)/$$lang.traineddata \
+		|| missing="$$missing tesseract-ocr-$$(echo $$lang | tr _ -)"; done; \
+	test -z "$$missing" || { echo "installing Debian's$$missing"; \
+		$(APT_INSTALL) $$missing >/dev/null \
+		|| { $(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) $$missing >/dev/null; }; }
+
 # The deployment tests validate compose.yaml with Debian's docker-compose (v1.29); it needs no
 # Docker engine, and none is installed with it.
 compose:
@@ -61,11 +75,12 @@ compose:
 
 lint: install
 	$(BIN)/ruff check appliance ingest ui tests bench
+	$(BIN)/ruff format --check appliance ingest ui tests bench
 
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck browser compose
+test: lint typecheck browser compose ocr
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: install
@@ -73,10 +88,12 @@ unit: install
 
 # Needs the Python 3.11 docs (apt-get install python3.11-doc); about an hour on 2 cores.
 BENCH_DATA ?= .bench/data
-bench: models
+bench: models ocr
 	$(BIN)/python -m bench.ingest_bench --keep-data $(BENCH_DATA)
 	$(BIN)/python -m bench.retrieval_bench --data-dir $(BENCH_DATA) --plain-data-dir $(BENCH_DATA)-plain
 	$(BIN)/python -m bench.ask_bench --data-dir $(BENCH_DATA)
+	$(BIN)/python -m bench.ocr_bench
+	$(BIN)/python -m bench.thread_bench
 
 clean:
 	rm -rf $(VENV) data .bench .mypy_cache .ruff_cache .pytest_cache

@@ -12,6 +12,15 @@ from appliance.generation import ModelIdentity
 from appliance.verification import SentenceCheck
 
 NO_MODEL = ModelIdentity(path=None, sha256=None)  # no model was needed (nothing found...)
+MAX_QUESTION_CHARS = 4000  # a longer question (or standalone question) is refused
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier turn of a conversation."""
+
+    question: str  # the standalone form it was answered as
+    answer: str
 
 
 @dataclass(frozen=True)
@@ -22,8 +31,12 @@ class Question:
     k: int
     retrieve_only: bool = False
     channel: str = "cli"
-    # A follow-up rewritten into a standalone question (web chat); retrieval uses it.
+    # A follow-up rewritten into a standalone question; retrieval uses it. Set by the
+    # assistant's own rewrite step (from `history`), or given as is.
     standalone: str | None = None
+    # A turn of a conversation (web chat, /v1): the earlier turns, oldest first (empty for
+    # the first turn). None for a question on its own (CLI, eval): nothing to rewrite.
+    history: tuple[Turn, ...] | None = None
 
     @property
     def search_text(self) -> str:
@@ -46,6 +59,9 @@ class Source:
             "section": p.section,
             "score": round(p.score, 4),
             "text": p.text,
+            # Machine-read from a scan: the text may hold misread words.
+            "ocr": p.ocr,
+            "ocr_confidence": p.ocr_confidence,
         }
 
 
@@ -102,8 +118,16 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Rewritten:
+    """First event of a conversation turn: the standalone question retrieval uses."""
+
+    standalone: str
+    changed: bool
+
+
+@dataclass(frozen=True)
 class SourcesFound:
-    """First event of a stream: the passages the answer will be built from."""
+    """The passages the answer will be built from (first event of a question on its own)."""
 
     sources: tuple[Source, ...]
 
@@ -131,6 +155,6 @@ class Finished:
     answer: Answer
 
 
-Event = SourcesFound | Token | Sentence | Finished
+Event = Rewritten | SourcesFound | Token | Sentence | Finished
 # What `Assistant.stream` returns; closing it early releases the model and is recorded.
 EventStream = Generator[Event, None, None]

@@ -1,69 +1,44 @@
-"""One conversation step for the web (UI and API): rewrite, retrieve, stream, record.
+"""One conversation turn for the web (UI and API): the assistant's stream, off the event loop.
 
-The assistant's stream is synchronous and holds the model between events, so each step runs
-in a worker thread, and the stream is closed in `finally`: a browser tab closed or an API
-client gone mid-answer releases the model at once, and the stopped answer is recorded.
+The rewrite of a follow-up, retrieval, generation and the audit record all happen in
+`Assistant.stream` (its first event, `Rewritten`, is the standalone question). Its stream is
+synchronous and holds the model between events, so each step runs in a worker thread, and
+the stream is closed in `finally`: a browser tab closed or an API client gone mid-answer
+releases the model at once, and the stopped answer is recorded.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 import anyio
 
-from appliance.answers import Event, EventStream, Finished, Question
+from appliance.answers import Event, EventStream, Finished, Question, Turn
 from appliance.auth import User
-from appliance.conversation import FollowUpRewriter, Turn
-from appliance.errors import ApplianceError, ModelError
+from appliance.metrics import Metrics
 from appliance.rag import Assistant
-from appliance.web.metrics import Metrics
-
-
-@dataclass(frozen=True)
-class Rewritten:
-    """First event of a web answer: the standalone question retrieval used."""
-
-    standalone: str
-    changed: bool
 
 
 @dataclass
 class ChatEngine:
     assistant: Assistant
-    rewriter: FollowUpRewriter
     metrics: Metrics
     top_k: int
 
     async def answer(
         self, user: User, text: str, history: Sequence[Turn], channel: str, *, live: bool = True
-    ) -> AsyncGenerator[Rewritten | Event, None]:
+    ) -> AsyncGenerator[Event, None]:
         """`live`: the caller shows events as they come (see `Assistant.stream`)."""
-        asked = Question(
-            text=text, user=user.name, groups=user.groups, k=self.top_k, channel=channel
+        question = Question(
+            text=text,
+            user=user.name,
+            groups=user.groups,
+            k=self.top_k,
+            channel=channel,
+            history=tuple(history),
         )
-        try:
-            try:
-                standalone = await anyio.to_thread.run_sync(self.rewriter.standalone, history, text)
-            except Exception as exc:  # recorded like any question that fails
-                await anyio.to_thread.run_sync(
-                    self.assistant.record_failure, asked, exc, "rewriting the follow-up"
-                )
-                if isinstance(exc, ApplianceError):
-                    raise
-                raise ModelError(f"the model failed while reading the conversation: {exc}") from exc
-            yield Rewritten(standalone, standalone != text.strip())
-            question = dataclasses.replace(
-                asked, standalone=standalone if standalone != text.strip() else None
-            )
-            stream = await anyio.to_thread.run_sync(
-                functools.partial(self.assistant.stream, question, live=live)
-            )
-        except Exception as exc:
-            self.metrics.failed(channel, exc)
-            raise
+        stream = self.assistant.stream(question, live=live)  # runs on the first `next`
         try:
             while True:
                 event = await anyio.to_thread.run_sync(_next_event, stream)

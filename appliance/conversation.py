@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from appliance.gate import ModelGate
+from appliance.answers import MAX_QUESTION_CHARS, Turn
+from appliance.gate import SharedModel
 from appliance.generation import Generator, Prompt
 from appliance.prompting import TEMPLATE_MARGIN_TOKENS, prompt_tokens
-from appliance.rag import MAX_QUESTION_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +118,6 @@ STOPWORDS = frozenset(
 WORD = re.compile(r"[A-Za-z0-9_]+")
 
 
-@dataclass(frozen=True)
-class Turn:
-    question: str  # the standalone form it was answered as
-    answer: str
-
-
 def content_words(text: str) -> set[str]:
     return {w for w in (m.lower() for m in WORD.findall(text)) if w not in STOPWORDS}
 
@@ -172,9 +165,10 @@ def acceptable(rewrite: str, history: Sequence[Turn], question: str) -> bool:
 
 
 class FollowUpRewriter:
-    def __init__(self, gate: ModelGate, generator: Callable[[], Generator]) -> None:
-        self._gate = gate
-        self._generator = generator
+    """The rewrite step of the assistant's question flow (`Assistant.stream`)."""
+
+    def __init__(self, model: SharedModel) -> None:
+        self._model = model
 
     def standalone(self, history: Sequence[Turn], question: str) -> str:
         """The question as retrieval should see it; `question` itself when there is no history.
@@ -186,8 +180,7 @@ class FollowUpRewriter:
         question = question.strip()
         if not history or len(question) > MAX_QUESTION_CHARS:
             return question
-        with self._gate.hold():
-            generator = self._generator()
+        with self._model.hold() as generator:
             prompt = fitted_prompt(generator, history, question)
             rewrite = (
                 "".join(generator.stream(prompt, REWRITE_MAX_TOKENS)).strip() if prompt else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +22,16 @@ def chunk_point_id(doc_id: str, source: str, position: int) -> str:
 
 @dataclass(frozen=True)
 class TextSection:
-    """A piece of a document as a reader gives it: a PDF page, an HTML section, a sheet..."""
+    """A piece of a document as a reader gives it: a PDF page, an HTML section, a sheet...
+
+    `ocr`: the text was read by OCR from a scan or an image (machine-read: it may hold
+    misread words), with the mean confidence (0-100) OCR gave the page's words."""
 
     text: str
     page: int | None = None
     section: str | None = None
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,17 @@ class ChunkText:
     text: str
     page: int | None = None
     section: str | None = None
+    ocr: bool = False  # read by OCR; `ocr_confidence`: its page's mean word confidence, 0-100
+    ocr_confidence: float | None = None
+
+
+class FileChunks(list[ChunkText]):
+    """A file's chunks, and what of the file could not be read (`problems`, a page each, such
+    as "page 3: OCR failed (...)"): the file is ingested without those parts."""
+
+    def __init__(self, chunks: Iterable[ChunkText] = (), problems: Iterable[str] = ()) -> None:
+        super().__init__(chunks)
+        self.problems = tuple(problems)
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,8 @@ class IndexedChunk:
     ingested_at: str
     page: int | None = None
     section: str | None = None
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
     @property
     def point_id(self) -> str:
@@ -65,6 +84,9 @@ class IndexedChunk:
             "ingested_at": self.ingested_at,
             "page": self.page,
             "section": self.section,
+            # Absent from chunks stored before OCR: read as not OCR.
+            "ocr": self.ocr,
+            "ocr_confidence": self.ocr_confidence,
         }
 
 
@@ -82,10 +104,12 @@ class RetrievedPassage:
 
     `score`: the cosine similarity (-1..1) of the chunk's dense vector to the question's, in
     every retrieval mode (what users and the audit log see, and what the score threshold
-    applies to). The order of passages is the search's: fused (hybrid), BM25 (sparse) or
-    cosine (dense); `rank_score` is the score that order comes from (the RRF score in
-    hybrid mode). `keyword`: a keyword of the question (an identifier such as `--no-site`)
-    the chunk holds as an exact token, found in hybrid and sparse modes.
+    applies to). The order of passages is the search's: cosine (dense, and hybrid after the
+    passages taken for a keyword, see `appliance.retrieval`) or BM25 (sparse);
+    `rank_score` is the RRF score (hybrid) or the BM25 score (sparse). `keyword`: a keyword
+    of the question (an identifier such as `--no-site`) the chunk holds as an exact token,
+    found in hybrid and sparse modes. `ocr`: the text was
+    machine-read from a scan (`ocr_confidence`: its page's mean word confidence, 0-100).
     """
 
     chunk_id: str
@@ -98,6 +122,8 @@ class RetrievedPassage:
     section: str | None = None
     rank_score: float | None = None
     keyword: str | None = None
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +156,9 @@ class IngestReport:
     chunks_total: int = 0
     sparse_added: int = 0  # stored chunks that got their BM25 vector (older collections)
     seconds: float = 0.0
+    # Seconds per stage: waiting for the parser, embedding (with any model load), writing.
+    stages: dict[str, float] = field(default_factory=dict)
+    embedder_loaded: bool = False  # whether this run loaded the embedding model
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,4 +176,6 @@ class IngestReport:
                 "bm25_vectors_added": self.sparse_added,
             },
             "seconds": round(self.seconds, 3),
+            "stages": {name: round(value, 3) for name, value in self.stages.items()},
+            "embedder_loaded": self.embedder_loaded,
         }

@@ -6,17 +6,16 @@ import ctypes
 import hashlib
 import json
 import logging
-import math
-import os
 import re
-import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from appliance.errors import ModelError
 from appliance.filehash import cached_sha256, hash_cache_path
+from appliance.threads import ThreadPlan, idle_cores, threads_for_now, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -126,53 +125,14 @@ def detect_mode(metadata: dict[str, str], configured: str) -> PromptMode:
     return "chat" if metadata.get("tokenizer.chat_template") else "completion"
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def idle_cores(sample_s: float = 0.05) -> float | None:
-    """How many cores no process used over the last `sample_s` seconds (Linux), else None."""
-
-    def read() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat", encoding="ascii") as stat:
-                fields = [int(v) for v in stat.readline().split()[1:9]]
-        except (OSError, ValueError):
-            return None
-        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
-
-    first = read()
-    time.sleep(sample_s)
-    second = read()
-    if first is None or second is None or second[1] <= first[1]:
-        return None
-    idle = (second[0] - first[0]) / (second[1] - first[1])
-    return idle * (os.cpu_count() or 1)
-
-
-def threads_for_now(cores: int, idle: float | None) -> int:
-    """Threads llama.cpp should use now: one per core nobody else is busy on.
-
-    Measured on 2 cores (Qwen2.5-Coder-1.5B Q4_K_M): idle, 2 threads generate 14 tokens/s and
-    1 thread 7.7; with another process busy on one core, 2 threads collapse to 1-2 tokens/s
-    (their threads wait for each other) while 1 thread keeps 7.7, and reading the prompt is
-    faster with 1 thread too (58 against 41-50 tokens/s).
-    """
-    if idle is None:
-        return max(cores - 1, 1)
-    return max(1, min(cores, math.floor(idle + 0.25)))
-
-
 class LlamaCppGenerator:
     """One in-process llama.cpp model. Not thread-safe: callers serialise through a gate.
 
     Threads: when `threads` is given, that many generate tokens and every core reads the
     prompt; otherwise both are chosen before each answer from the cores that are idle at that
     moment (`threads_for_now`), so that an answer stays fast while ingestion or another
-    program keeps a core busy.
+    program keeps a core busy. With a `plan`, ingestion in this process keeps to the plan's
+    share while an answer streams, and the answer takes the rest (appliance/threads.py).
 
     Flash attention stays off: it reads a 2,000-token prompt 10 % faster on 2 cores, but
     with it the thread count changed the small Gemma's answer to the same prompt at
@@ -191,6 +151,7 @@ class LlamaCppGenerator:
         temperature: float = 0.0,
         prompt_mode: str = "auto",
         hash_cache: Path | None = None,
+        plan: ThreadPlan | None = None,
     ) -> None:
         _check_file(model_path, "APPLIANCE_LLM_MODEL")
         if adapter_path is not None:
@@ -205,6 +166,7 @@ class LlamaCppGenerator:
         )
         self._temperature = temperature
         self._fixed_threads = threads
+        self._plan = plan
         self._control_spellings: dict[str, bool] = {}
         self._llm = _load(model_path, adapter_path, context_size, threads, gpu_layers)
         self._mode = detect_mode(dict(self._llm.metadata), prompt_mode)
@@ -250,21 +212,27 @@ class LlamaCppGenerator:
         return candidate.translate(DEFANG)
 
     def stream(self, prompt: Prompt, max_tokens: int) -> Iterator[str]:
-        self._pick_threads()
-        try:
-            if prompt.mode == "chat":
-                yield from self._stream_chat(prompt, max_tokens)
-            else:
-                yield from self._stream_completion(prompt, max_tokens)
-        except ValueError as exc:  # llama-cpp-python reports context overflows this way
-            raise ModelError(f"the model could not answer: {exc}") from None
+        with self._plan.answer() if self._plan is not None else nullcontext():
+            self._pick_threads()
+            try:
+                if prompt.mode == "chat":
+                    yield from self._stream_chat(prompt, max_tokens)
+                else:
+                    yield from self._stream_completion(prompt, max_tokens)
+            except ValueError as exc:  # llama-cpp-python reports context overflows this way
+                raise ModelError(f"the model could not answer: {exc}") from None
 
     def _pick_threads(self) -> None:
         if self._fixed_threads is not None:
             return
         import llama_cpp
 
-        threads = threads_for_now(usable_cores(), idle_cores())
+        idle = idle_cores()
+        threads = (
+            self._plan.llm_threads(idle)
+            if self._plan is not None
+            else threads_for_now(usable_cores(), idle)
+        )
         llama_cpp.llama_set_n_threads(self._llm.ctx, threads, threads)
         log.debug("event=llm_threads threads=%d", threads)
 

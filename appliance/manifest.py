@@ -68,7 +68,12 @@ class Manifest:
         return (self._entry(row) for row in rows)
 
     def by_doc_id(self, doc_id: str) -> list[DocumentEntry]:
-        return [entry for entry in self.entries() if entry.doc_id == doc_id]
+        rows = self._db.execute(
+            "SELECT source, doc_id, size, chunks, acl, ingested_at FROM documents"
+            " WHERE doc_id=? ORDER BY source",
+            (doc_id,),
+        ).fetchall()
+        return [self._entry(row) for row in rows]
 
     def put(self, entry: DocumentEntry) -> None:
         self._db.execute(

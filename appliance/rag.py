@@ -1,4 +1,8 @@
-"""Retrieve, prompt, generate, cite, record: every question goes through `Assistant.stream`.
+"""Rewrite, retrieve, prompt, generate, cite, record: every question goes through
+`Assistant.stream`, on every channel (CLI, web chat, /v1 API).
+
+A turn of a conversation first has its follow-up rewritten into a standalone question (the
+`Rewritten` event); a rewrite that fails is recorded like any question that fails.
 
 Fail closed: the audit log is checked before any passage is shown, and the answer is
 only returned (the `Finished` event) once its record is written. A live stream (the web
@@ -11,18 +15,21 @@ answer; the web UI withdraws text already streamed in that case.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 from appliance.answers import (
+    MAX_QUESTION_CHARS,
     Answer,
+    Event,
     EventStream,
     Finished,
     Question,
+    Rewritten,
     Sentence,
     Source,
     SourcesFound,
@@ -30,6 +37,7 @@ from appliance.answers import (
     Token,
 )
 from appliance.audit import AuditEntry, AuditLog, AuditPassage, Outcome
+from appliance.conversation import FollowUpRewriter
 from appliance.domain import RetrievedPassage
 from appliance.errors import (
     ApplianceError,
@@ -38,8 +46,8 @@ from appliance.errors import (
     QuestionError,
     StoreError,
 )
-from appliance.gate import ModelGate
-from appliance.generation import Generator, ModelIdentity
+from appliance.gate import SharedModel
+from appliance.generation import ModelIdentity
 from appliance.prompting import (
     BuiltPrompt,
     build_prompt,
@@ -70,7 +78,6 @@ UNSUPPORTED = (
     "No answer is shown: the model's answer is not supported by the passages it cites. "
     "The passages found are listed; try asking in other words."
 )
-MAX_QUESTION_CHARS = 4000
 MAX_K = 50
 
 
@@ -86,32 +93,14 @@ class Assistant:
         self,
         retriever: Retriever,
         audit: AuditLog,
-        gate: ModelGate,
-        load_generator: Callable[[], Generator],
+        model: SharedModel,
         policy: AnswerPolicy,
     ) -> None:
         self._retriever = retriever
         self._audit = audit
-        self._gate = gate
-        self._load_generator = load_generator
-        self._generator: Generator | None = None
-        self._load_lock = threading.Lock()
+        self._model = model  # loaded on first use: retrieve-only work never loads it
+        self._rewriter = FollowUpRewriter(model)
         self._policy = policy
-
-    @property
-    def gate(self) -> ModelGate:
-        return self._gate
-
-    @property
-    def model_loaded(self) -> bool:
-        return self._generator is not None
-
-    def generator(self) -> Generator:
-        """The model, loaded on first use (retrieve-only work never loads it)."""
-        with self._load_lock:
-            if self._generator is None:
-                self._generator = self._load_generator()
-            return self._generator
 
     def ask(self, question: Question) -> Answer:
         for event in self.stream(question, live=False):
@@ -119,17 +108,15 @@ class Assistant:
                 return event.answer
         raise ApplianceError("the answer stream ended without an answer")  # pragma: no cover
 
-    def record_failure(self, question: Question, exc: Exception, step: str) -> None:
-        """Record a question that failed before it reached `stream` (a follow-up's rewrite)."""
-        run = _Run(question, time.perf_counter(), self._audit, self._policy, self._retriever)
-        refused = isinstance(exc, ApplianceError) and not isinstance(exc, ModelError)
-        run.record("refused" if refused else "error", error=f"{step} failed: {exc}")
-
     def stream(self, question: Question, *, live: bool = True) -> EventStream:
-        """The events of one answer. `live=False` promises that nothing before `Finished` is
-        shown to anyone, so no "started" record is needed (ask, the API without streaming)."""
+        """The events of one answer, the first of a conversation turn being `Rewritten`.
+        `live=False` promises that nothing before `Finished` is shown to anyone, so no
+        "started" record is needed (ask, the API without streaming)."""
         started = time.perf_counter()
         run = _Run(question, started, self._audit, self._policy, self._retriever)
+        if question.history is not None:
+            yield self._rewrite(run)
+            question = run.question
         problem = _question_problem(question)
         if problem is not None:
             run.record("refused", error=problem)
@@ -140,7 +127,7 @@ class Assistant:
         except Exception as exc:
             log.error("event=retrieval_failed error=%s", type(exc).__name__)
             run.record("error", error=f"retrieval failed: {exc}")
-            raise StoreError(f"the document index could not be searched: {exc}") from None
+            raise StoreError(f"the document index could not be searched: {exc}") from exc
         run.retrieved(retrieved, self._policy.score_threshold)
         if not run.relevant:
             yield Finished(run.finish("nothing-found", message=NOTHING_FOUND))
@@ -161,38 +148,26 @@ class Assistant:
             return
         yield from self._generate(run, live)
 
+    def _rewrite(self, run: _Run) -> Rewritten:
+        """The follow-up as retrieval should see it; `run.question` then carries it."""
+        asked = run.question
+        try:
+            standalone = self._rewriter.standalone(asked.history or (), asked.text)
+        except Exception as exc:  # recorded like any question that fails
+            refused = isinstance(exc, ApplianceError) and not isinstance(exc, ModelError)
+            error = f"rewriting the follow-up failed: {exc}"
+            run.record("refused" if refused else "error", error=error)
+            if isinstance(exc, ApplianceError):
+                raise
+            raise ModelError(f"the model failed while reading the conversation: {exc}") from exc
+        changed = standalone != asked.text.strip()
+        run.question = dataclasses.replace(asked, standalone=standalone if changed else None)
+        return Rewritten(standalone, changed)
+
     def _generate(self, run: _Run, live: bool) -> EventStream:
         pieces: list[str] = []  # what the user was shown; an error record keeps it too
         try:
-            with self._gate.hold():
-                generator = self.generator()
-                run.model = generator.identity
-                built = build_prompt(
-                    run.question.search_text,
-                    run.relevant,
-                    mode=generator.mode,
-                    count_tokens=generator.count_tokens,
-                    context_size=generator.context_size,
-                    max_tokens=self._policy.max_tokens,
-                    sanitize=generator.sanitize,
-                )
-                run.prompt = built
-                sources = run.number(built.passages)
-                if live:
-                    run.started_id = run.record("started", sources=sources)
-                yield SourcesFound(sources)
-                release = SentenceRelease(cited_texts(sources), run.question.search_text)
-                trimmed: str | None = None
-                for piece in generator.stream(built.prompt, self._policy.max_tokens):
-                    run.token()
-                    pieces.append(piece)
-                    yield Token(piece)
-                    if any(mark in piece for mark in ".!?"):
-                        trimmed = without_repetition("".join(pieces))
-                        if trimmed is not None:
-                            break
-                    for check in release.feed("".join(pieces)):
-                        yield Sentence(check)
+            streamed = yield from self._stream_answer(run, live, pieces)
         except (GeneratorExit, KeyboardInterrupt):
             shown = _partial(pieces)
             run.record("error", answer=shown, error="the answer was stopped before it finished")
@@ -207,23 +182,73 @@ class Assistant:
             log.exception("event=generation_failed")
             run.record("error", answer=_partial(pieces), error=f"{type(exc).__name__}: {exc}")
             raise ModelError(f"the model failed while answering: {exc}") from None
+        yield from self._conclude(run, streamed)
+
+    def _stream_answer(
+        self, run: _Run, live: bool, pieces: list[str]
+    ) -> Generator[Event, None, _Streamed]:
+        """Prompt the model and stream its tokens (kept in `pieces`) and checked sentences,
+        until it ends or starts repeating itself."""
+        with self._model.hold() as generator:
+            run.model = generator.identity
+            built = build_prompt(
+                run.question.search_text,
+                run.relevant,
+                mode=generator.mode,
+                count_tokens=generator.count_tokens,
+                context_size=generator.context_size,
+                max_tokens=self._policy.max_tokens,
+                sanitize=generator.sanitize,
+            )
+            run.prompt = built
+            sources = run.number(built.passages)
+            if live:
+                run.started_id = run.record("started", sources=sources)
+            yield SourcesFound(sources)
+            release = SentenceRelease(cited_texts(sources), run.question.search_text)
+            trimmed: str | None = None
+            for piece in generator.stream(built.prompt, self._policy.max_tokens):
+                run.token()
+                pieces.append(piece)
+                yield Token(piece)
+                if any(mark in piece for mark in ".!?"):
+                    trimmed = without_repetition("".join(pieces))
+                    if trimmed is not None:
+                        break
+                for check in release.feed("".join(pieces)):
+                    yield Sentence(check)
         generated = trimmed if trimmed is not None else "".join(pieces).strip()
-        checks, unreleased = release.finish(generated)
+        return _Streamed(generated, built, sources, release)
+
+    def _conclude(self, run: _Run, streamed: _Streamed) -> EventStream:
+        """Check the last sentences, judge the answer, record it and hand it over."""
+        generated = streamed.text
+        checks, unreleased = streamed.release.finish(generated)
         for check in unreleased:
             yield Sentence(check)
         outcome, message = judge(generated, checks)
         # What was shown: the checked sentences, one space apart (not shown: the model's text).
         text = " ".join(check.text for check in checks) if outcome == "answered" else generated
-        citations = parse_citations(text, len(built.passages))
+        citations = parse_citations(text, len(streamed.built.passages))
         answer = run.finish(
             outcome,
-            sources=sources,
+            sources=streamed.sources,
             answer=text,
             citations=citations,
             message=message,
             sentences=checks,
         )
         yield Finished(answer)
+
+
+@dataclass(frozen=True)
+class _Streamed:
+    """What the model generated for one answer, and what it was generated from."""
+
+    text: str  # cut where the model started repeating itself, else stripped
+    built: BuiltPrompt
+    sources: tuple[Source, ...]
+    release: SentenceRelease
 
 
 def not_covered(terms: Sequence[str]) -> str:
@@ -438,6 +463,8 @@ def _audit_passage(rank: int, passage: RetrievedPassage, cited: bool) -> AuditPa
         text_sha256=hashlib.sha256(passage.text.encode("utf-8")).hexdigest(),
         score=passage.score,
         cited=cited,
+        ocr=passage.ocr,
+        ocr_confidence=passage.ocr_confidence,
     )
 
 

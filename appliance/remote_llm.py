@@ -133,7 +133,7 @@ class OpenAICompatibleGenerator:
         try:
             tokens = self._tokenize.tokens(self._http, text, self._where)
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, self._where, self._config.timeout_s) from None
+            raise _transport_error(exc, self._where, self._config.timeout_s) from exc
         return max(len(tokens) - self._tokenize.offset, 0)
 
     def sanitize(self, text: str) -> str:
@@ -160,7 +160,7 @@ class OpenAICompatibleGenerator:
                 _raise_for_status(response, self._where)
                 yield from _pieces(response.iter_lines(), prompt.mode, self._where)
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, self._where, self._config.timeout_s) from None
+            raise _transport_error(exc, self._where, self._config.timeout_s) from exc
 
     def close(self) -> None:
         self._http.close()
@@ -189,7 +189,7 @@ class OpenAICompatibleGenerator:
             try:
                 response = self._http.post(candidate.path, json=candidate.body(""))
             except httpx.HTTPError as exc:
-                raise _transport_error(exc, self._where, self._config.timeout_s) from None
+                raise _transport_error(exc, self._where, self._config.timeout_s) from exc
             if response.status_code in (401, 403) or response.status_code >= 500:
                 _raise_for_status(response, self._where)
             tokens = _json_or_text(response) if response.status_code < 400 else None
@@ -208,7 +208,7 @@ class OpenAICompatibleGenerator:
         try:
             response = self._http.get(path)
         except httpx.HTTPError as exc:
-            raise _transport_error(exc, self._where, self._config.timeout_s) from None
+            raise _transport_error(exc, self._where, self._config.timeout_s) from exc
         _raise_for_status(response, self._where)
         return _json(response, self._where)
 

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
         "400 MB): a file that needs more fails with the reason, the others are still ingested. "
         "0: no limit.",
     )
+    ocr_enabled: bool = Field(
+        True,
+        description="Read scanned PDF pages (no text layer, or too little text for the page) "
+        "and images (PNG, JPEG, TIFF) with Tesseract OCR. Off: such pages are skipped and "
+        "images refused.",
+    )
+    ocr_languages: str = Field(
+        "eng",
+        pattern=r"^[a-z][a-z_]*(\+[a-z][a-z_]*)*$",
+        description="Tesseract languages of the scans, joined with '+' (e.g. eng+deu); each "
+        "needs its Debian package (tesseract-ocr-deu), which `make ocr` installs.",
+    )
     llm_model: str | None = Field(
         None,
         description="The model that answers questions: a GGUF file's path, or the name of a "
@@ -112,7 +124,21 @@ class Settings(BaseSettings):
         "Default: qwen2.5-coder-1.5b (Qwen2.5-Coder-1.5B-Instruct Q4_K_M).",
     )
     llm_adapter: Path | None = Field(
-        None, description="GGUF LoRA adapter loaded on top of the model (see `finetune`)."
+        None,
+        description="GGUF LoRA adapter loaded on top of the model (see `finetune`). When set "
+        "it overrides the adapter promoted with `appliance adapters promote`.",
+    )
+    eval_questions: Path | None = Field(
+        None,
+        description="Question set (JSONL, the `appliance eval` format) that `appliance adapters "
+        "promote` answers with the candidate and with the served adapter before promoting.",
+    )
+    promote_margin: float = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="Largest drop in answer accuracy or citation precision that `appliance "
+        "adapters promote` accepts from a candidate adapter (0.02: two points).",
     )
     llm_prompt_mode: Literal["auto", "completion", "chat"] = Field(
         "auto",
@@ -128,6 +154,14 @@ class Settings(BaseSettings):
         description="CPU threads that generate the local model's answers (the prompt is read "
         "with all cores). Default: chosen before each answer, one per core that no other "
         "process is busy on, for both.",
+    )
+    ingest_threads_while_answering: int | None = Field(
+        None,
+        ge=0,
+        description="Embedding threads that ingestion in the server (uploads, the watched "
+        "folder) keeps while an answer streams; the answer gets the other cores. 0: "
+        "ingestion waits between batches until the answer is done. Default: a quarter of the "
+        "cores (0 below 4 cores).",
     )
     llm_gpu_layers: int = Field(
         0, ge=-1, description="Layers offloaded to the GPU (-1: all; needs a CUDA build)."
@@ -164,12 +198,12 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(7, ge=1, le=50, description="Passages retrieved per question.")
     retrieval: Literal["hybrid", "dense", "sparse"] = Field(
-        "dense",
+        "hybrid",
         description="hybrid: one query with a dense (MiniLM) and a keyword (BM25) search, "
-        "each filtered by the user's groups, fused by reciprocal rank fusion; dense: "
-        "embeddings only; sparse: BM25 only. Dense by default: on the dev set hybrid ranks "
-        "the right passage higher but the default model answered fewer questions from its "
-        "passages (README, Answers).",
+        "each filtered by the user's groups, fused by reciprocal rank fusion; the passages "
+        "closest in meaning are kept, and a passage naming an identifier of the question "
+        "that none of them holds comes first (README, Answers); dense: embeddings only; "
+        "sparse: BM25 only.",
     )
     score_threshold: float = Field(
         0.3,
@@ -211,6 +245,11 @@ class Settings(BaseSettings):
             ".md",
             ".txt",
             ".eml",
+            ".png",
+            ".jpg",
+            ".jpeg",
+            ".tif",
+            ".tiff",
         ],
         min_length=1,
         description="File types admins may upload (comma-separated, with the dot).",
@@ -354,6 +393,11 @@ class Settings(BaseSettings):
     @property
     def manifest_path(self) -> Path:
         return self.data_dir / f"manifest-{self.collection}.sqlite3"
+
+    @property
+    def max_file_size_bytes(self) -> int:
+        """APPLIANCE_MAX_FILE_SIZE_MB in bytes (1 MB = 1,000,000 bytes)."""
+        return int(self.max_file_size_mb * 1_000_000)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,20 +1,37 @@
-"""Schema migrations for the appliance's SQLite files (audit log, user store).
+"""Writes and schema migrations for the appliance's SQLite files (audit log, user store).
 
-A file's `PRAGMA user_version` counts the migrations it has had. Missing ones run in one
-`BEGIN IMMEDIATE` transaction, so two processes opening the same file never both migrate,
-and a failure leaves the file as it was.
+Every write runs in one `BEGIN IMMEDIATE` transaction (`write_transaction`): SQLite's write
+lock is taken at the start, so two processes change a file one after the other, and a
+failure leaves the file as it was. A file's `PRAGMA user_version` counts the migrations it
+has had; missing ones run in one such transaction, so two processes never both migrate.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 Migration = Sequence[str]
+
+
+@contextmanager
+def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One BEGIN IMMEDIATE transaction: committed when the block ends, rolled back when it
+    raises anything (KeyboardInterrupt too). `db` must be in autocommit mode
+    (`isolation_level=None`); a caller with threads holds its own lock around this."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def schema_version(db: sqlite3.Connection) -> int:
@@ -35,16 +52,10 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[Migration], path: Path)
     """Bring the file at `path` to the latest of `migrations` (statements, in order)."""
     if check_not_newer(db, migrations) == len(migrations):
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         version = schema_version(db)  # another process may have migrated meanwhile
         for number, statements in enumerate(migrations[version:], start=version + 1):
             for statement in statements:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version={number}")
             log.info("event=schema_migrated path=%s version=%d", path, number)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise

@@ -186,7 +186,7 @@ def _compare(services: Any, settings: Any, questions: list[Any], k: int) -> dict
     from appliance.answers import Token
     from appliance.services import build_generator
 
-    generator = services.assistant.generator()
+    generator = services.model.load()
     raw = cast(Any, build_generator(settings))._llm  # a second, independent llama_cpp.Llama
     rows = []
     for number, item in enumerate(questions):

@@ -10,17 +10,36 @@ import email
 import email.policy
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
 from appliance.domain import TextSection
 from appliance.errors import LoadError
 from ingest.archives import ZIP_FORMATS, check_zip_bounds
+from ingest.ocr import (
+    OcrConfig,
+    OcrPageError,
+    check_ocr,
+    image_pages,
+    needs_ocr,
+    read_scanned_pdf_pages,
+    recognize,
+)
 
 TEXT_SNIFF_BYTES = 8192
 
 
-def _pdf(path: Path) -> list[TextSection]:
+@dataclass(frozen=True)
+class LoadedFile:
+    """A file's text sections, and what of it could not be read: `problems` name a page each
+    ("page 3: OCR failed (...)"); the file is ingested without those pages."""
+
+    sections: list[TextSection]
+    problems: tuple[str, ...] = ()
+
+
+def _pdf(path: Path, ocr: OcrConfig) -> LoadedFile:
     import pypdf
     from llama_index.readers.file import PDFReader
 
@@ -31,7 +50,46 @@ def _pdf(path: Path) -> list[TextSection]:
     except pypdf.errors.PdfReadError as exc:
         raise LoadError(f"corrupt PDF ({exc}): re-export the file and ingest it again") from None
     docs = PDFReader(return_full_document=False).load_data(path)
-    return [TextSection(doc.text, page=number) for number, doc in enumerate(docs, start=1)]
+    sections = [TextSection(doc.text, page=number) for number, doc in enumerate(docs, start=1)]
+    if not ocr.enabled:
+        return LoadedFile(sections)
+    # Pages without a text layer, or with too little text for their size (a scan with a
+    # stamped number, say), are read with OCR; the others are not.
+    thin = [
+        index
+        for index, (section, page) in enumerate(zip(sections, reader.pages, strict=False))
+        if needs_ocr(section.text, float(page.mediabox.width), float(page.mediabox.height))
+    ]
+    problems = []
+    for index, outcome in read_scanned_pdf_pages(path, thin, ocr):
+        if isinstance(outcome, OcrPageError):
+            problems.append(f"page {index + 1}: OCR failed ({outcome})")
+        elif _visible_chars(outcome.text) > _visible_chars(sections[index].text):
+            sections[index] = TextSection(
+                outcome.text, page=index + 1, ocr=True, ocr_confidence=outcome.confidence
+            )
+    return LoadedFile(sections, tuple(problems))
+
+
+def _visible_chars(text: str) -> int:
+    return sum(1 for char in text if not char.isspace())
+
+
+def _image(path: Path, ocr: OcrConfig) -> LoadedFile:
+    """An image (PNG, JPEG, TIFF; a multi-page TIFF page by page), read with OCR."""
+    sections, problems = [], []
+    for number, (image, dpi) in enumerate(image_pages(path), start=1):
+        if number == 1:  # a file that is not an image says so first
+            check_ocr(ocr)
+        try:
+            read = recognize(image, ocr, dpi)
+        except OcrPageError as exc:
+            problems.append(f"page {number}: OCR failed ({exc})")
+            continue
+        sections.append(
+            TextSection(read.text, page=number, ocr=True, ocr_confidence=read.confidence)
+        )
+    return LoadedFile(sections, tuple(problems))
 
 
 def _docx(path: Path) -> list[TextSection]:
@@ -65,17 +123,23 @@ def _csv(path: Path) -> list[TextSection]:
 
 
 def _html(path: Path) -> list[TextSection]:
+    """Each <section>'s own text (llama-index's HTMLTagReader), else the page's visible text.
+
+    Parsed once, with lxml: bs4's pure-Python html.parser took about as long as splitting
+    the Python docs into chunks. Both build the same sections on that corpus.
+    """
     from bs4 import BeautifulSoup
     from llama_index.readers.file import HTMLTagReader
 
+    soup = BeautifulSoup(path.read_text(encoding="utf-8-sig"), "lxml")
+    reader = HTMLTagReader(tag="section")
     sections = [
-        TextSection(doc.text, section=doc.metadata.get("tag_id") or None)
-        for doc in HTMLTagReader(tag="section").load_data(path)
+        TextSection(reader._extract_text_from_tag(tag), section=str(tag.get("id") or "") or None)
+        for tag in soup.find_all("section")
     ]
     if any(s.text.strip() for s in sections):
         return sections
     # A page without <section> elements: its whole visible text is one section.
-    soup = BeautifulSoup(path.read_text(encoding="utf-8-sig"), "html.parser")
     for hidden in soup(["script", "style", "noscript", "template"]):
         hidden.decompose()
     title = soup.title.get_text(strip=True) if soup.title else None
@@ -118,7 +182,6 @@ def _eml(path: Path) -> list[TextSection]:
 
 
 READERS: dict[str, Callable[[Path], list[TextSection]]] = {
-    ".pdf": _pdf,
     ".docx": _docx,
     ".pptx": _pptx,
     ".xlsx": _xlsx,
@@ -131,8 +194,17 @@ READERS: dict[str, Callable[[Path], list[TextSection]]] = {
     ".text": _text,
     ".eml": _eml,
 }
+# Formats that may need OCR: their readers get the OCR settings and may report pages.
+OCR_READERS: dict[str, Callable[[Path, OcrConfig], LoadedFile]] = {
+    ".pdf": _pdf,
+    ".png": _image,
+    ".jpg": _image,
+    ".jpeg": _image,
+    ".tif": _image,
+    ".tiff": _image,
+}
 TEXT_FORMATS = {".csv", ".html", ".htm", ".md", ".markdown", ".txt", ".text"}
-SUPPORTED_EXTENSIONS = frozenset(READERS)
+SUPPORTED_EXTENSIONS = frozenset(READERS) | frozenset(OCR_READERS)
 
 
 # Byte-order marks of the Unicode encodings other than UTF-8; UTF-32 first: its little-endian
@@ -183,20 +255,25 @@ def _read_utf8_copy(
         return reader(copy)
 
 
-def load_sections(path: Path) -> list[TextSection]:
-    """Read one file into non-empty text sections, or raise `LoadError`."""
+def load_sections(path: Path, ocr: OcrConfig | None = None) -> list[TextSection]:
+    """Read one file into non-empty text sections, or raise `LoadError` (pages that could not
+    be read are left out: `load_document` names them)."""
+    return load_document(path, ocr).sections
+
+
+def load_document(path: Path, ocr: OcrConfig | None = None) -> LoadedFile:
+    """Read one file into non-empty text sections, or raise `LoadError`; scanned PDF pages and
+    images are read with OCR (`ocr`, default: on, in English)."""
     suffix = path.suffix.lower()
-    reader = READERS.get(suffix)
-    if reader is None:
+    if suffix not in SUPPORTED_EXTENSIONS:
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
         raise LoadError(f"unsupported file type '{suffix or path.name}' (supported: {supported})")
     if path.stat().st_size == 0:
         raise LoadError("empty file")
     if suffix in ZIP_FORMATS:
         check_zip_bounds(path)
-    wide_text = check_text_bytes(path) if suffix in TEXT_FORMATS else None
     try:
-        sections = reader(path) if wide_text is None else _read_utf8_copy(reader, path, wide_text)
+        loaded = _read(path, suffix, ocr or OcrConfig())
     except (LoadError, MemoryError):  # the parser process reports running out of memory
         raise
     except Exception as exc:
@@ -205,7 +282,19 @@ def load_sections(path: Path) -> list[TextSection]:
             f"cannot read as {kind} ({type(exc).__name__}: {exc}); "
             "is the file corrupt or mislabelled?"
         ) from None
-    sections = [s for s in sections if s.text.strip()]
+    sections = [s for s in loaded.sections if s.text.strip()]
+    if not sections and loaded.problems:
+        raise LoadError("; ".join(loaded.problems))
     if not sections:
-        raise LoadError("no extractable text (a scanned document without a text layer?)")
-    return sections
+        raise LoadError("no extractable text (no text layer, and no words found by OCR)")
+    return LoadedFile(sections, loaded.problems)
+
+
+def _read(path: Path, suffix: str, ocr: OcrConfig) -> LoadedFile:
+    if suffix in OCR_READERS:
+        return OCR_READERS[suffix](path, ocr)
+    reader = READERS[suffix]
+    wide_text = check_text_bytes(path) if suffix in TEXT_FORMATS else None
+    if wide_text is None:
+        return LoadedFile(reader(path))
+    return LoadedFile(_read_utf8_copy(reader, path, wide_text))

@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from appliance.domain import ChunkText, DocumentEntry, FailedFile, IndexedChunk, IngestReport
+from appliance.domain import (
+    ChunkText,
+    DocumentEntry,
+    FailedFile,
+    FileChunks,
+    IndexedChunk,
+    IngestReport,
+)
 from appliance.embedding import Embedder
 from appliance.errors import LoadError
 from appliance.filehash import sha256_of_file
@@ -35,6 +42,10 @@ EMBED_GROUP_CHUNKS = 512
 # The first groups are smaller, so embedding starts while the parser is still on the first
 # files instead of waiting for a full group.
 FIRST_GROUP_CHUNKS = 64
+# What IngestReport.stages times, in seconds: waiting for the parser process (what of
+# parsing and splitting is not overlapped with embedding), embedding (with the model's load
+# on first use), writing to the store and manifest.
+STAGES = ("parse_wait", "encode", "write")
 
 
 class Parser(Protocol):
@@ -81,6 +92,13 @@ def unexpected_failure(exc: Exception) -> str:
     )
 
 
+def _warm_up(part: object, method: str) -> None:
+    """Start a part that can start in the background (LazyEmbedder, ParserProcess)."""
+    start = getattr(part, method, None)
+    if start is not None:
+        start()
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -105,6 +123,7 @@ class IngestPipeline:
         self._max_file_bytes = max_file_bytes
         self._keywords = keywords if keywords is not None else KeywordEncoder()
         self._chunk_headers = chunk_headers
+        self._stages = dict.fromkeys(STAGES, 0.0)
 
     def run(
         self, paths: list[Path], acl: Sequence[str], progress: Progress | None = None
@@ -132,12 +151,18 @@ class IngestPipeline:
         by_path = {c.path: c for c in to_parse}
         group: list[_Parsed] = []
         group_target = FIRST_GROUP_CHUNKS
-        for path, outcome in self._parser.parse_stream(c.path for c in to_parse):
+        self._stages = dict.fromkeys(STAGES, 0.0)
+        if to_parse:  # the model loads while the parser starts: neither when nothing changed
+            _warm_up(self._embedder, "warm_up")
+            _warm_up(self._parser, "prestart")
+        for path, outcome in self._timed_stream(c.path for c in to_parse):
             candidate = by_path[path]
             if isinstance(outcome, LoadError):
                 self._fail(candidate, str(outcome), report)
                 progress.advance(files=1)
                 continue
+            if isinstance(outcome, FileChunks):  # pages that could not be read (OCR)
+                report.failed.extend(FailedFile(str(path), p) for p in outcome.problems)
             group.append(_Parsed(candidate, outcome))
             if sum(len(p.chunks) for p in group) >= group_target:
                 self._write(group, groups, report, progress)
@@ -150,7 +175,21 @@ class IngestPipeline:
             self._remove_vanished(folder, seen, report)
         report.chunks_total = self._store.count()
         report.seconds = time.monotonic() - started
+        report.stages = self._stages
         return report
+
+    def _timed_stream(
+        self, paths: Iterable[Path]
+    ) -> Iterator[tuple[Path, list[ChunkText] | LoadError]]:
+        """The parser's results, counting the time spent waiting for them."""
+        stream = self._parser.parse_stream(paths)
+        while True:
+            waited = time.perf_counter()
+            item = next(stream, None)
+            self._stages["parse_wait"] += time.perf_counter() - waited
+            if item is None:
+                return
+            yield item
 
     def _inspect(self, path: Path, report: IngestReport) -> _Candidate | None:
         try:
@@ -234,6 +273,8 @@ class IngestPipeline:
                 now,
                 page=c.page,
                 section=c.section,
+                ocr=c.ocr,
+                ocr_confidence=c.ocr_confidence,
             )
             for p in parsed
             for c in p.chunks
@@ -243,8 +284,14 @@ class IngestPipeline:
             texts = [
                 embedding_text(c.source, c.section, c.text, self._chunk_headers) for c in batch
             ]
-            self._store.upsert(batch, self._embedder.embed(texts), self._keywords.documents(texts))
+            encoding = time.perf_counter()
+            vectors = self._embedder.embed(texts)
+            writing = time.perf_counter()
+            self._stages["encode"] += writing - encoding
+            self._store.upsert(batch, vectors, self._keywords.documents(texts))
+            self._stages["write"] += time.perf_counter() - writing
             progress.advance(chunks=len(batch))
+        writing = time.perf_counter()
         self._store.flush()
         for p in parsed:
             self._store.delete_stale(str(p.candidate.path), p.candidate.doc_id, len(p.chunks))
@@ -262,6 +309,7 @@ class IngestPipeline:
             report.chunks_added += len(p.chunks)
             log.info("event=document_indexed source=%s chunks=%d", c.path, len(p.chunks))
             progress.advance(files=1)
+        self._stages["write"] += time.perf_counter() - writing
 
     def _remove_vanished(self, folder: Path, seen: set[str], report: IngestReport) -> None:
         for entry in list(self._manifest.entries()):

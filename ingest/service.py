@@ -11,17 +11,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from appliance.domain import DocumentEntry, IngestReport
-from appliance.embedding import Embedder
+from appliance.embedding import Embedder, PacedEmbedder
 from appliance.errors import ApplianceError, StoreError
 from appliance.keywords import KeywordEncoder
 from appliance.manifest import Manifest
 from appliance.store import VectorStore
+from appliance.threads import ThreadPlan
 from ingest.chunking import ChunkConfig
+from ingest.ocr import OcrConfig
 from ingest.pipeline import IngestPipeline, Parser
 from ingest.pipeline import forget as forget_documents
 from ingest.worker import DEFAULT_MEMORY_MB, ParserProcess
@@ -116,17 +119,22 @@ class IndexService:
         max_file_bytes: int,
         *,
         parser_memory_mb: int = DEFAULT_MEMORY_MB,
+        ocr: OcrConfig | None = None,
         parser_factory: Callable[[], ClosableParser] | None = None,
         chunk_headers: bool = True,
+        thread_plan: ThreadPlan | None = None,
     ) -> None:
+        """`thread_plan`: the cores shared with answers in this process (appliance/threads.py);
+        ingestion then embeds with the plan's share while an answer streams."""
         self._chunk_headers = chunk_headers
+        self._thread_plan = thread_plan
         self._keywords = KeywordEncoder()
         self._store = store
         self._embedder = embedder
         self._manifest = manifest
         self._max_file_bytes = max_file_bytes
         self._new_parser = parser_factory or (
-            lambda: ParserProcess(chunk_config, parse_timeout_s, parser_memory_mb)
+            lambda: ParserProcess(chunk_config, parse_timeout_s, parser_memory_mb, ocr=ocr)
         )
         self._parser: ClosableParser | None = None
         self._lock = threading.Lock()
@@ -167,8 +175,10 @@ class IndexService:
             self._current = progress.job
             log.info("event=ingest_started label=%s", label)
             finished = False
+            plan = self._thread_plan
             try:
-                report = self._pipeline().run(list(paths), acl, progress)
+                with plan.ingesting() if plan is not None else nullcontext():
+                    report = self._pipeline().run(list(paths), acl, progress)
                 finished = True
             except Exception as exc:
                 error = (
@@ -233,9 +243,10 @@ class IndexService:
             raise IngestCancelled("the index service is closed: the server is shutting down")
 
     def _pipeline(self) -> IngestPipeline:
+        plan = self._thread_plan
         return IngestPipeline(
             self._store,
-            self._embedder,
+            self._embedder if plan is None else PacedEmbedder(self._embedder, plan),
             self._manifest,
             self._parser_for_run(),
             self._max_file_bytes,

@@ -1,4 +1,5 @@
-"""Files an admin uploads: checked (type, size, name) and stored under <data>/uploads."""
+"""Files an admin uploads: taken only from the web server's upload folder, checked (type,
+size, name) and stored under <data>/uploads."""
 
 from __future__ import annotations
 
@@ -27,6 +28,26 @@ def safe_file_name(name: str) -> str:
     if dot and len(base) > MAX_NAME_CHARS:
         base = f"{stem[: MAX_NAME_CHARS - len(suffix) - 1]}.{suffix}"
     return base[:MAX_NAME_CHARS] or "upload"
+
+
+def received_files(paths: Sequence[str], upload_root: Path) -> tuple[list[Path], list[str]]:
+    """The files really uploaded (inside `upload_root`), and the names of the others.
+
+    An upload's path is sent by the client: only a file inside the upload folder, symbolic
+    links resolved, is taken. Anything else on the server is refused, audit exports included
+    (they are written to <data>/audit-exports, outside the upload folder, and served only
+    to auditors by their own route), as are documents already stored in <data>/uploads.
+    """
+    root = upload_root.resolve()
+    received: list[Path] = []
+    foreign: list[str] = []
+    for raw in paths:
+        path = Path(raw).resolve()
+        if path.is_relative_to(root):
+            received.append(path)
+        else:
+            foreign.append(Path(raw).name)
+    return received, foreign
 
 
 def save_uploads(

@@ -8,6 +8,7 @@ with the reason, a worker that dies is restarted, and the run goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -22,9 +23,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from appliance.domain import ChunkText
+from appliance.domain import ChunkText, FileChunks, TextSection
 from appliance.errors import ApplianceError, LoadError, ParseTimeoutError
 from ingest.chunking import ChunkConfig
+from ingest.ocr import OcrConfig
 
 log = logging.getLogger(__name__)
 # Files handed to the worker before their results are read: enough that it keeps parsing
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 LOOKAHEAD = 24
 STARTUP_TIMEOUT_S = 300
 ParseOutcome = list[ChunkText] | LoadError
-ParseFunction = Callable[[Path, Any], list[ChunkText]]
+ParseFunction = Callable[[Path, Any, OcrConfig], list[ChunkText]]
 MB = 1024 * 1024
 # Libraries that start a thread per core (OpenBLAS under pandas, say) reserve address space
 # for each: on a machine with many cores that alone could exceed the memory limit. The worker
@@ -40,8 +42,10 @@ MB = 1024 * 1024
 SINGLE_THREADED = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def parse_file(path: Path, chunker: Any) -> list[ChunkText]:
-    from ingest.loaders import load_sections
+def parse_file(path: Path, chunker: Any, ocr: OcrConfig) -> list[ChunkText]:
+    """The file's chunks (a `FileChunks`: pages that could not be read are named in its
+    `problems`), or LoadError."""
+    from ingest.loaders import load_document
 
     # Discovery hands over real paths only: one that resolves elsewhere now was replaced by a
     # symbolic link (or its folder was) after the folder was read, perhaps to publish a file
@@ -51,7 +55,20 @@ def parse_file(path: Path, chunker: Any) -> list[ChunkText]:
             "skipped: the file or a folder above it became a symbolic link after the folder "
             "was read (links are not followed this way); ingest again"
         )
-    return list(chunker.split(load_sections(path)))
+    loaded = load_document(path, ocr)
+    chunks = _mark_ocr(chunker.split(loaded.sections), loaded.sections)
+    return FileChunks(
+        chunks, (f"{problem}; the rest of the file was ingested" for problem in loaded.problems)
+    )
+
+
+def _mark_ocr(chunks: list[ChunkText], sections: list[TextSection]) -> list[ChunkText]:
+    """Chunks of pages read by OCR say so (a section read by OCR is always a whole page)."""
+    read = {s.page: s.ocr_confidence for s in sections if s.ocr and s.page is not None}
+    return [
+        dataclasses.replace(c, ocr=True, ocr_confidence=read[c.page]) if c.page in read else c
+        for c in chunks
+    ]
 
 
 # About ten times what the parser needs with every reader loaded (~400 MB of address space).
@@ -80,17 +97,23 @@ def _limit_memory(memory_mb: int) -> None:
 
 
 def _worker_main(
-    conn: Connection, config: ChunkConfig, memory_mb: int, parse: ParseFunction = parse_file
+    conn: Connection,
+    config: ChunkConfig,
+    memory_mb: int,
+    parse: ParseFunction = parse_file,
+    ocr: OcrConfig | None = None,
 ) -> None:
+    # A process group of its own: the OCR processes it starts are stopped with it.
+    os.setpgid(0, 0)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     for name in SINGLE_THREADED:
         os.environ.setdefault(name, "1")
-    # Ctrl-C reaches the whole process group: the caller stops this worker itself.
+    # Ctrl-C is the caller's to handle (it stops this worker itself), should one reach here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         _limit_memory(memory_mb)
-        _serve(conn, config, memory_mb, parse)
+        _serve(conn, config, memory_mb, parse, ocr or OcrConfig())
     except (EOFError, OSError) as exc:  # the caller went away (killed, say): nothing to do
         cause = f"the process that started it went away ({_describe(exc)})"
         _one_line("parser_worker_stopped", cause)
@@ -98,7 +121,9 @@ def _worker_main(
         _one_line("parser_worker_failed", _describe(exc))
 
 
-def _serve(conn: Connection, config: ChunkConfig, memory_mb: int, parse: ParseFunction) -> None:
+def _serve(
+    conn: Connection, config: ChunkConfig, memory_mb: int, parse: ParseFunction, ocr: OcrConfig
+) -> None:
     from ingest.chunking import Chunker
 
     try:
@@ -123,7 +148,7 @@ def _serve(conn: Connection, config: ChunkConfig, memory_mb: int, parse: ParseFu
         # held (referenced from the traceback) is free again, and the next file has it.
         reply: tuple[str, Any]
         try:
-            reply = ("ok", parse(Path(request), chunker))
+            reply = ("ok", parse(Path(request), chunker, ocr))
         except LoadError as exc:
             reply = ("error", str(exc))
         except MemoryError:
@@ -178,11 +203,14 @@ class ParserProcess:
         timeout_s: float,
         memory_mb: int = DEFAULT_MEMORY_MB,
         *,
+        ocr: OcrConfig | None = None,
         parse: ParseFunction = parse_file,
     ) -> None:
         """`memory_mb`: the worker's address-space limit (0: none; APPLIANCE_PARSER_MEMORY_MB).
+        `ocr`: how scans and images are read (default: OCR on, in English).
         `parse`: what the worker does with each file (a module-level function; for tests)."""
         self._config = config
+        self._ocr = ocr or OcrConfig()
         self._timeout_s = timeout_s
         self._memory_mb = memory_mb
         self._parse = parse
@@ -203,7 +231,7 @@ class ParserProcess:
         parent, child = self._context.Pipe()
         self._process = self._context.Process(
             target=_worker_main,
-            args=(child, self._config, self._memory_mb, self._parse),
+            args=(child, self._config, self._memory_mb, self._parse, self._ocr),
             daemon=True,
             name="appliance-parser",
         )
@@ -242,7 +270,10 @@ class ParserProcess:
 
     def _kill(self) -> None:
         if self._process is not None:
-            self._process.kill()
+            try:  # the worker and the OCR process it may be waiting for
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):  # not yet in its own group
+                self._process.kill()
             self._process.join()
         self._process = None
         self._conn = None
@@ -334,7 +365,7 @@ class ParserProcess:
                 "or raise the limit"
             )
         if status == "ok":
-            return list(payload)
+            return payload if isinstance(payload, list) else list(payload)
         return LoadError(str(payload))
 
     def _stop_dead_worker(self, reading: Path | None) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from appliance.auth import User
-from appliance.web.identity import Identifier
+from appliance.auth.identity import Identifier
 
 
 def current_user(identifier: Identifier, request: gr.Request | None) -> User:

@@ -8,9 +8,10 @@ from pathlib import Path
 import gradio as gr
 
 from appliance.audit import AuditLog
+from appliance.audit.feedback import Feedback
 from appliance.auth import User
-from appliance.web.chat import ChatEngine
-from appliance.web.identity import Identifier
+from appliance.auth.identity import Identifier
+from appliance.chat import ChatEngine
 from ingest.service import IndexService
 from ui.access import current_user
 from ui.audit import build_audit_tab
@@ -23,6 +24,8 @@ CSS = """
 .sources blockquote { margin: .3rem 0 0; padding: .4rem .6rem; border-left: 3px solid #888;
   white-space: pre-wrap; font-size: .9em; max-height: 14rem; overflow-y: auto; }
 .sources .score { color: #666; font-size: .85em; }
+.sources .ocr { border: 1px solid #b36b00; color: #b36b00; border-radius: 3px;
+  padding: 0 .3em; font-size: .8em; }
 .searched-for { font-style: italic; }
 .audit-passages { font-size: .8em; }
 .audit-passages code { word-break: break-all; }
@@ -42,6 +45,7 @@ class UiParts:
     identifier: Identifier
     index: IndexService
     audit: AuditLog
+    feedback: Feedback
     documents: DocumentsConfig
     exports_dir: Path
     max_question_chars: int
@@ -58,11 +62,15 @@ def build_blocks(parts: UiParts) -> gr.Blocks:
             whoami = gr.Markdown(elem_id="whoami")
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                build_chat_tab(parts.engine, parts.identifier, parts.max_question_chars)
+                build_chat_tab(
+                    parts.engine, parts.identifier, parts.max_question_chars, parts.feedback
+                )
             with gr.Tab("Documents", id="documents", visible=False) as documents_tab:
                 build_documents_tab(documents_tab, parts.index, parts.identifier, parts.documents)
             with gr.Tab("Audit", id="audit", visible=False) as audit_tab:
-                build_audit_tab(audit_tab, parts.audit, parts.identifier, parts.exports_dir)
+                build_audit_tab(
+                    audit_tab, parts.audit, parts.identifier, parts.exports_dir, parts.feedback
+                )
 
         def on_load(request: gr.Request) -> tuple[str, gr.Tab, gr.Tab]:
             user: User = current_user(parts.identifier, request)

@@ -7,18 +7,29 @@ import html
 import os
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from appliance.audit import AuditEntry, AuditLog, AuditRecord, write_csv, write_jsonl
+from appliance.audit import (
+    AuditEntry,
+    AuditLog,
+    AuditPassage,
+    AuditRecord,
+    write_csv,
+    write_jsonl,
+)
 from appliance.audit.export import EXPORT_PREFIX, EXPORTS_URL
+from appliance.audit.feedback import Feedback
 from appliance.auth import User
-from appliance.web.identity import Identifier
+from appliance.auth.identity import Identifier
 from ui.access import require
-from ui.render import json_block
+from ui.feedback import build_review_section, feedback_html
+from ui.render import json_block, ocr_note
 
 COLUMNS = ["Record id", "Time (UTC)", "User", "Channel", "Outcome", "Question", "Documents"]
 PAGE_SIZE = 200
@@ -74,12 +85,19 @@ def sentences_html(sentences: tuple[dict[str, Any], ...] | None) -> str:
     )
 
 
+def passage_place(passage: AuditPassage) -> str:
+    """The document, page, and whether OCR read the passage (plain text)."""
+    place = passage.source + (f" (page {passage.page})" if passage.page else "")
+    note = ocr_note(passage.ocr, passage.ocr_confidence)
+    return f"{place} ({note})" if note else place
+
+
 def record_html(record: AuditRecord) -> str:
     entry = record.entry
     rows = "".join(
         "<tr>"
         f"<td>{p.rank}</td><td>{'yes' if p.cited else ''}</td><td>{p.score:.3f}</td>"
-        f"<td>{html.escape(p.source)}{f' (page {p.page})' if p.page else ''}</td>"
+        f"<td>{html.escape(passage_place(p))}</td>"
         f"<td><code>{p.doc_id}</code></td><td><code>{p.chunk_id}</code></td>"
         f"<td><code>{p.text_sha256}</code></td>"
         "</tr>"
@@ -115,9 +133,22 @@ def record_html(record: AuditRecord) -> str:
     )
 
 
-def build_audit_tab(
-    tab: gr.Tab, audit: AuditLog, identifier: Identifier, exports_dir: Path
-) -> None:
+@dataclass(frozen=True)
+class _AuditView:
+    filters: list[Any]  # user, since, until, document, text, cited only
+    search: gr.Button
+    export_csv: gr.Button
+    export_jsonl: gr.Button
+    verify: gr.Button
+    chain: gr.Markdown
+    results: gr.Dataframe
+    record_id: gr.Textbox
+    open_record: gr.Button
+    detail: gr.HTML
+    download: gr.HTML
+
+
+def _audit_layout() -> _AuditView:
     with gr.Row():
         user = gr.Textbox(label="User", elem_id="audit-user")
         since = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="audit-since")
@@ -143,53 +174,76 @@ def build_audit_tab(
     # A link to the appliance's own route (auditors only), never a file in Gradio's cache.
     download = gr.HTML(elem_id="audit-download")
     filters = [user, since, until, document, text, cited_only]
+    return _AuditView(
+        filters, search, export_csv, export_jsonl, verify, chain, results, record_id,
+        open_record, detail, download,
+    )  # fmt: skip
 
-    def query(
-        who: str, start: str, end: str, doc: str, needle: str, cited: bool, limit: int
-    ) -> list[AuditRecord]:
-        return audit.query(
-            since=parse_day(start, "From"),
-            until=parse_day(end, "Until"),
-            user=(who or "").strip() or None,
-            document=(doc or "").strip() or None,
-            text=(needle or "").strip() or None,
-            cited_only=bool(cited),
-            limit=limit,
-            newest_first=True,
-        )
 
+def query_records(
+    audit: AuditLog, filters: tuple[str, str, str, str, str, bool], limit: int
+) -> list[AuditRecord]:
+    """The records the filters of the page select, newest first."""
+    who, start, end, doc, needle, cited = filters
+    return audit.query(
+        since=parse_day(start, "From"),
+        until=parse_day(end, "Until"),
+        user=(who or "").strip() or None,
+        document=(doc or "").strip() or None,
+        text=(needle or "").strip() or None,
+        cited_only=bool(cited),
+        limit=limit,
+        newest_first=True,
+    )
+
+
+def write_export(exports_dir: Path, kind: str, records: list[AuditRecord]) -> str:
+    """Write the records to a private file (older exports go) and return its download link."""
+    exports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in exports_dir.iterdir():
+        if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
+            old.unlink(missing_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = exports_dir / f"{EXPORT_PREFIX}{stamp}-{secrets.token_hex(8)}.{kind}"
+    private = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(private, "w", encoding="utf-8", newline="") as handle:
+        (write_csv if kind == "csv" else write_jsonl)(records, handle)
+    return export_link(target.name, len(records))
+
+
+def _record_handlers(
+    audit: AuditLog, identifier: Identifier, feedback: Feedback | None
+) -> tuple[Callable[..., list[list[Any]]], Callable[..., str], Callable[..., str]]:
     def run_search(
         who: str, start: str, end: str, doc: str, needle: str, cited: bool, request: gr.Request
     ) -> list[list[Any]]:
         require(identifier, request, _is_auditor, "audit", "search")
-        return [record_row(r) for r in query(who, start, end, doc, needle, cited, PAGE_SIZE)]
+        records = query_records(audit, (who, start, end, doc, needle, cited), PAGE_SIZE)
+        return [record_row(r) for r in records]
 
     def show(identifier_text: str, request: gr.Request) -> str:
         require(identifier, request, _is_auditor, "audit", "open a record")
         record = audit.get((identifier_text or "").strip())
         if record is None:
             raise gr.Error("No audit record has that id: copy it from the search results.")
-        return record_html(record)
+        about = feedback.about(record.id) if feedback is not None else []
+        return record_html(record) + feedback_html(about)
 
     def select(event: gr.SelectData, request: gr.Request) -> str:
         require(identifier, request, _is_auditor, "audit")
         row = event.row_value if isinstance(event.row_value, list) else None
         return str(row[0]) if row else ""
 
-    def export(kind: str, values: tuple[Any, ...], request: gr.Request) -> str:
+    return run_search, show, select
+
+
+def _export_handlers(
+    audit: AuditLog, identifier: Identifier, exports_dir: Path
+) -> tuple[Callable[..., str], Callable[..., str]]:
+    def export(kind: str, values: tuple[str, str, str, str, str, bool], request: gr.Request) -> str:
         require(identifier, request, _is_auditor, "audit", f"export {kind}")
-        who, start, end, doc, needle, cited = values
-        records = query(who, start, end, doc, needle, cited, EXPORT_LIMIT)
-        exports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for old in exports_dir.iterdir():
-            if time.time() - old.stat().st_mtime > EXPORT_KEEP_S:
-                old.unlink(missing_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        target = exports_dir / f"{EXPORT_PREFIX}{stamp}-{secrets.token_hex(8)}.{kind}"
-        private = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(private, "w", encoding="utf-8", newline="") as handle:
-            (write_csv if kind == "csv" else write_jsonl)(records, handle)
-        return export_link(target.name, len(records))
+        records = query_records(audit, values, EXPORT_LIMIT)
+        return write_export(exports_dir, kind, records)
 
     def as_csv(
         who: str, start: str, end: str, doc: str, needle: str, cited: bool, request: gr.Request
@@ -201,6 +255,10 @@ def build_audit_tab(
     ) -> str:
         return export("jsonl", (who, start, end, doc, needle, cited), request)
 
+    return as_csv, as_jsonl
+
+
+def _chain_handler(audit: AuditLog, identifier: Identifier) -> Callable[[gr.Request], str]:
     def chain_state(request: gr.Request) -> str:
         require(identifier, request, _is_auditor, "audit")
         result = audit.verify()
@@ -210,14 +268,30 @@ def build_audit_tab(
             return f"**Chain verified**: {result.count} records intact.{tail}"
         return f"**Chain broken** at record {result.seq}: {result.message}"
 
-    search.click(run_search, filters, results)
-    results.select(select, None, record_id)
-    open_record.click(show, record_id, detail)
-    record_id.submit(show, record_id, detail)
-    export_csv.click(as_csv, filters, download)
-    export_jsonl.click(as_jsonl, filters, download)
-    verify.click(chain_state, None, chain)
-    tab.select(chain_state, None, chain)
+    return chain_state
+
+
+def build_audit_tab(
+    tab: gr.Tab,
+    audit: AuditLog,
+    identifier: Identifier,
+    exports_dir: Path,
+    feedback: Feedback | None = None,
+) -> None:
+    view = _audit_layout()
+    if feedback is not None:
+        build_review_section(feedback, identifier)
+    run_search, show, select = _record_handlers(audit, identifier, feedback)
+    as_csv, as_jsonl = _export_handlers(audit, identifier, exports_dir)
+    chain_state = _chain_handler(audit, identifier)
+    view.search.click(run_search, view.filters, view.results)
+    view.results.select(select, None, view.record_id)
+    view.open_record.click(show, view.record_id, view.detail)
+    view.record_id.submit(show, view.record_id, view.detail)
+    view.export_csv.click(as_csv, view.filters, view.download)
+    view.export_jsonl.click(as_jsonl, view.filters, view.download)
+    view.verify.click(chain_state, None, view.chain)
+    tab.select(chain_state, None, view.chain)
 
 
 def started_field(entry: AuditEntry) -> list[tuple[str, str]]:

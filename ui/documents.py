@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,12 @@ import gradio as gr
 
 from appliance.auth import User
 from appliance.auth.accounts import check_groups
+from appliance.auth.identity import Identifier
 from appliance.errors import ApplianceError
-from appliance.web.identity import Identifier
-from appliance.web.uploads import save_uploads
 from ingest.discovery import is_under
 from ingest.service import IndexService, IngestJob
+from ingest.uploads import UploadResult, save_uploads
+from ingest.uploads import received_files as accept_received
 from ui.access import require
 from ui.render import plain_markdown
 
@@ -44,20 +45,11 @@ def received_files(
     """The files really uploaded through Gradio, and the names of the others.
 
     A file input's value is a path sent by the client. Gradio refuses paths outside its
-    folders (see create_app); this handler also takes the raw value (preprocess=False) and
-    accepts only paths inside Gradio's upload folder, audit exports excluded.
+    folders (see create_app); this handler also takes the raw value (preprocess=False), and
+    ingest.uploads.received_files accepts only paths inside Gradio's upload folder.
     """
-    root = gradio_uploads.resolve()
-    received: list[Path] = []
-    foreign: list[str] = []
-    for item in files:
-        raw = str(item.get("path", "")) if isinstance(item, dict) else ""
-        path = Path(raw).resolve()
-        if path.is_relative_to(root):
-            received.append(path)
-        else:
-            foreign.append(Path(raw).name)
-    return received, foreign
+    raw = [str(item.get("path", "")) if isinstance(item, dict) else "" for item in files]
+    return accept_received(raw, gradio_uploads)
 
 
 def document_rows(index: IndexService) -> list[list[Any]]:
@@ -92,9 +84,19 @@ def job_text(job: IngestJob | None) -> str:
     return "\n".join(lines)
 
 
-def build_documents_tab(
-    tab: gr.Tab, index: IndexService, identifier: Identifier, config: DocumentsConfig
-) -> None:
+@dataclass(frozen=True)
+class _DocumentsView:
+    files: gr.File
+    groups: gr.Textbox
+    ingest: gr.Button
+    status: gr.Markdown
+    table: gr.Dataframe
+    chosen: gr.Dropdown
+    delete: gr.Button
+    refresh: gr.Button
+
+
+def _documents_layout(config: DocumentsConfig) -> _DocumentsView:
     gr.Markdown("### Add documents")
     with gr.Row():
         files = gr.File(
@@ -118,36 +120,69 @@ def build_documents_tab(
         chosen = gr.Dropdown(label="Document", choices=[], elem_id="delete-choice", scale=4)
         delete = gr.Button("Delete from the index", variant="stop", elem_id="delete-document")
         refresh = gr.Button("Refresh", elem_id="refresh-documents")
+    return _DocumentsView(files, groups, ingest, status, table, chosen, delete, refresh)
 
+
+def _choices(rows: list[list[Any]]) -> Any:
+    return gr.update(choices=[r[0] for r in rows], value=None)
+
+
+def _listing_handler(
+    index: IndexService, identifier: Identifier
+) -> Callable[[gr.Request], tuple[list[list[Any]], Any, str]]:
     def listing(request: gr.Request) -> tuple[list[list[Any]], Any, str]:
         require(identifier, request, _is_admin, "documents")
         rows = document_rows(index)
-        running = index.current
-        return (
-            rows,
-            gr.update(choices=[r[0] for r in rows], value=None),
-            job_text(running or index.last),
-        )
+        return rows, _choices(rows), job_text(index.current or index.last)
 
+    return listing
+
+
+def _store_uploads(
+    uploaded: list[dict[str, Any]] | None, group_text: str, config: DocumentsConfig
+) -> tuple[list[str], UploadResult]:
+    """The groups given and the files kept; gr.Error when there is nothing to ingest."""
+    if not uploaded:
+        raise gr.Error("Choose one or more files first.")
+    try:
+        acl = list(check_groups((group_text or "").split(",")))
+    except ApplianceError as exc:
+        raise gr.Error(str(exc)) from None
+    incoming, foreign = received_files(uploaded, config.gradio_uploads)
+    if foreign:
+        raise gr.Error(f"Not files uploaded from this page: {', '.join(foreign)}.")
+    try:
+        return acl, save_uploads(incoming, config.uploads_dir, config.extensions, config.max_bytes)
+    finally:
+        # Gradio's copies would stay readable by path; the appliance keeps its own.
+        for path in incoming:
+            path.unlink(missing_ok=True)
+
+
+def _progress_text(index: IndexService, label: str) -> str:
+    running = index.current
+    if running is None or running.label == label:
+        return job_text(running) or "Starting the ingestion…"
+    return f"Waiting for another ingestion to finish ({plain_markdown(running.label)})…"
+
+
+def _summary(task: asyncio.Future[Any], index: IndexService) -> str:
+    """What the finished ingestion did, or why it failed."""
+    try:
+        task.result()
+    except ApplianceError as exc:
+        return plain_markdown(f"Ingestion failed: {exc}")
+    return job_text(index.last)
+
+
+def _upload_handler(
+    index: IndexService, identifier: Identifier, config: DocumentsConfig
+) -> Callable[..., AsyncIterator[tuple[Any, ...]]]:
     async def upload(
         uploaded: list[dict[str, Any]] | None, group_text: str, request: gr.Request
     ) -> AsyncIterator[tuple[Any, ...]]:
         require(identifier, request, _is_admin, "documents", "upload")
-        if not uploaded:
-            raise gr.Error("Choose one or more files first.")
-        try:
-            acl = list(check_groups((group_text or "").split(",")))
-        except ApplianceError as exc:
-            raise gr.Error(str(exc)) from None
-        incoming, foreign = received_files(uploaded, config.gradio_uploads)
-        if foreign:
-            raise gr.Error(f"Not files uploaded from this page: {', '.join(foreign)}.")
-        try:
-            saved = save_uploads(incoming, config.uploads_dir, config.extensions, config.max_bytes)
-        finally:
-            # Gradio's copies would stay readable by path; the appliance keeps its own.
-            for path in incoming:
-                path.unlink(missing_ok=True)
+        acl, saved = _store_uploads(uploaded, group_text, config)
         refused = [
             f"- **refused** {plain_markdown(f.path)}: {plain_markdown(f.error)}"
             for f in saved.refused
@@ -160,28 +195,17 @@ def build_documents_tab(
             anyio.to_thread.run_sync(index.ingest, saved.saved, acl, label)
         )
         while not task.done():
-            running = index.current
-            if running is None or running.label == label:
-                progress = job_text(running) or "Starting the ingestion…"
-            else:
-                progress = (
-                    f"Waiting for another ingestion to finish ({plain_markdown(running.label)})…"
-                )
-            yield progress, gr.skip(), gr.skip(), gr.skip()
+            yield _progress_text(index, label), gr.skip(), gr.skip(), gr.skip()
             await asyncio.sleep(POLL_S)
-        try:
-            task.result()
-            summary = job_text(index.last)
-        except ApplianceError as exc:
-            summary = plain_markdown(f"Ingestion failed: {exc}")
         rows = document_rows(index)
-        yield (
-            "\n".join([summary, *refused]),
-            rows,
-            gr.update(choices=[r[0] for r in rows], value=None),
-            None,
-        )
+        yield "\n".join([_summary(task, index), *refused]), rows, _choices(rows), None
 
+    return upload
+
+
+def _remove_handler(
+    index: IndexService, identifier: Identifier, config: DocumentsConfig
+) -> Callable[[str | None, gr.Request], tuple[str, Any, Any]]:
     def remove(source: str | None, request: gr.Request) -> tuple[str, Any, Any]:
         require(identifier, request, _is_admin, "documents", f"delete {source or ''}".strip())
         if not source:
@@ -200,16 +224,25 @@ def build_documents_tab(
             uploaded.unlink()
         rows = document_rows(index)
         message = plain_markdown(f"Deleted {source} ({sum(e.chunks for e in removed)} chunks).")
-        return message, rows, gr.update(choices=[r[0] for r in rows], value=None)
+        return message, rows, _choices(rows)
 
-    outputs = [table, chosen, status]
-    refresh.click(listing, None, outputs)
-    ingest.click(
-        upload,
-        [files, groups],
-        [status, table, chosen, files],
+    return remove
+
+
+def build_documents_tab(
+    tab: gr.Tab, index: IndexService, identifier: Identifier, config: DocumentsConfig
+) -> None:
+    view = _documents_layout(config)
+    listing = _listing_handler(index, identifier)
+    outputs = [view.table, view.chosen, view.status]
+    view.refresh.click(listing, None, outputs)
+    view.ingest.click(
+        _upload_handler(index, identifier, config),
+        [view.files, view.groups],
+        [view.status, view.table, view.chosen, view.files],
         concurrency_limit=1,
         preprocess=False,  # see received_files
     )
-    delete.click(remove, [chosen], [status, table, chosen])
+    remove = _remove_handler(index, identifier, config)
+    view.delete.click(remove, [view.chosen], [view.status, view.table, view.chosen])
     tab.select(listing, None, outputs)

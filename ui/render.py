@@ -10,6 +10,7 @@ from pathlib import PurePath
 from typing import Any
 
 from appliance.answers import Source
+from appliance.domain import RetrievedPassage
 from appliance.verification import SentenceCheck
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-!<>|~$&])")
@@ -80,6 +81,23 @@ def document_link(source: Source) -> str:
     return f"/documents/{html.escape(passage.doc_id)}{anchor}"
 
 
+def ocr_note(ocr: bool, confidence: float | None) -> str:
+    """How a machine-read passage is marked: plain text, empty for typed text."""
+    if not ocr:
+        return ""
+    return "OCR" + (f", confidence {confidence:.0f}%" if confidence is not None else "")
+
+
+def ocr_badge(passage: RetrievedPassage) -> str:
+    note = ocr_note(passage.ocr, passage.ocr_confidence)
+    if not note:
+        return ""
+    return (
+        '<span class="ocr" title="Machine-read from a scan by OCR: words may be misread; '
+        f'check the original document">{html.escape(note)}</span> '
+    )
+
+
 def sources_html(
     sources: Sequence[Source],
     searched_for: str | None = None,
@@ -102,7 +120,7 @@ def sources_html(
             f'<details class="source" data-n="{source.n}" open>'
             f"<summary><b>[{source.n}]</b> "
             f'<a href="{document_link(source)}" target="_blank" rel="noopener noreferrer">'
-            f"{html.escape(document_name(p.source))}</a>{where} "
+            f"{html.escape(document_name(p.source))}</a>{where} {ocr_badge(p)}"
             f'<span class="score">score {p.score:.2f}</span></summary>'
             f'<blockquote class="passage">{highlighted(p.text, spans.get(source.n, []))}'
             "</blockquote></details>"

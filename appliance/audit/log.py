@@ -37,7 +37,7 @@ from appliance.audit.records import (
 from appliance.audit.records import body_hash as compute_hash
 from appliance.audit.verify import VerifyResult, verify_chain
 from appliance.errors import AuditError
-from appliance.sqlite_schema import check_not_newer, migrate
+from appliance.sqlite_schema import check_not_newer, migrate, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ DOC_ID = re.compile(r"[0-9a-f]{64}")
 
 # json_valid first: a damaged body must stay readable by `verify`, not fail every write.
 STARTED_ID = "CASE WHEN json_valid(body) THEN json_extract(body, '$.started_id') END"
+# The answer a feedback or review record is about (see AuditLog.by_outcome).
+ABOUT = "CASE WHEN json_valid(body) THEN json_extract(body, '$.retrieval.record_id') END"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE records (
@@ -80,6 +82,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # How each record's hash was made: plain sha256 (records written before the chain was
     # keyed) or "hmac-sha256:<key id>" (see appliance.audit.keys).
     (f"ALTER TABLE records ADD COLUMN hash_scheme TEXT NOT NULL DEFAULT '{PLAIN_SCHEME}'",),
+    # Feedback and reviews are read by outcome (the review queue, an answer's feedback).
+    (
+        "CREATE INDEX IF NOT EXISTS records_outcome ON records (outcome, seq)",
+        f"CREATE INDEX IF NOT EXISTS records_about ON records ({ABOUT})",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -229,14 +236,8 @@ class AuditLog:
         migrate(db, MIGRATIONS, self.path)
 
     def _restore_guards(self, db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(db):
             changed = restore_guards(db)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         self._restored = changed
         if changed:
             log.warning(
@@ -253,20 +254,14 @@ class AuditLog:
             raise AuditError(f"the audit log {self.path} was opened read-only: cannot {action}")
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
+                with write_transaction(self._db) as db:
+                    yield db
             except sqlite3.Error as exc:
                 raise AuditError(
                     f"cannot {action} in the audit log {self.path} ({exc}): no answer may be "
                     "returned without its audit record; check the disk space and the "
                     "permissions of the data directory"
-                ) from None
+                ) from exc
 
     def append(self, entry: AuditEntry) -> AuditRecord:
         """Write one record at the end of the chain and return it as stored."""
@@ -357,6 +352,17 @@ class AuditLog:
     def get(self, record_id: str) -> AuditRecord | None:
         rows = self._read("SELECT seq, body, hash FROM records WHERE id = ?", (record_id,))
         return self._parse(rows[0]) if rows else None
+
+    def by_outcome(self, outcomes: tuple[str, ...], about: str | None = None) -> list[AuditRecord]:
+        """Records of these outcomes, oldest first; with `about`, only those whose details
+        name that record (`retrieval.record_id`), as feedback and reviews name an answer."""
+        marks = ", ".join("?" for _ in outcomes)
+        sql = f"SELECT seq, body, hash FROM records WHERE outcome IN ({marks})"
+        params: list[Any] = list(outcomes)
+        if about is not None:
+            sql += f" AND {ABOUT} = ?"  # the expression of the index records_about
+            params.append(about)
+        return [self._parse(row) for row in self._read(sql + " ORDER BY seq", tuple(params))]
 
     def query(
         self,

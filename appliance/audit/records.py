@@ -20,7 +20,12 @@ from appliance.errors import AuditError
 # no-answer: the model said the passages do not hold the answer; unsupported: no sentence of
 # the model's answer is supported by the passages it cites (see appliance.verification);
 # started: a streamed answer is about to be shown (its completion record names this one);
-# denied: a refused action (a role check, a lockout...), see appliance.audit.denials.
+# denied: a refused action (a role check, a lockout...), see appliance.audit.denials;
+# adapter: an adapter registered, promoted, refused promotion or rolled back, see
+# appliance.audit.adapters; feedback: a user rated their answer (optionally with a
+# correction); review: a reviewer approved or rejected that feedback as a training pair;
+# training-data: approved pairs exported, or training data built from them (see
+# appliance.audit.feedback).
 Outcome = Literal[
     "answered",
     "nothing-found",
@@ -31,6 +36,10 @@ Outcome = Literal[
     "unsupported",
     "started",
     "denied",
+    "adapter",
+    "feedback",
+    "review",
+    "training-data",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 BODY_FORMAT = 1
@@ -49,6 +58,9 @@ class AuditPassage:
     text_sha256: str
     score: float
     cited: bool
+    # The passage's text was read by OCR from a scan (mean word confidence of its page, 0-100).
+    ocr: bool = False
+    ocr_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,7 @@ def body_hash(body_text: str, key: bytes | None = None) -> str:
 
 
 def passage_to_dict(passage: AuditPassage) -> dict[str, Any]:
-    return {
+    data = {
         "rank": passage.rank,
         "chunk_id": passage.chunk_id,
         "doc_id": passage.doc_id,
@@ -146,6 +158,10 @@ def passage_to_dict(passage: AuditPassage) -> dict[str, Any]:
         "score": plain(float(passage.score)),
         "cited": bool(passage.cited),
     }
+    if passage.ocr:  # recorded only for machine-read passages: older records stay as they were
+        data["ocr"] = True
+        data["ocr_confidence"] = passage.ocr_confidence
+    return data
 
 
 def entry_to_dict(entry: AuditEntry) -> dict[str, Any]:
@@ -196,6 +212,8 @@ def _passage_from_dict(data: dict[str, Any]) -> AuditPassage:
         text_sha256=str(data["text_sha256"]),
         score=float(data["score"]),
         cited=bool(data["cited"]),
+        ocr=bool(data.get("ocr", False)),
+        ocr_confidence=data.get("ocr_confidence"),
     )
 
 

@@ -41,7 +41,7 @@ from appliance.auth.accounts import (
     valid_name,
 )
 from appliance.errors import AuthError, ConfigError
-from appliance.sqlite_schema import migrate
+from appliance.sqlite_schema import migrate, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -160,19 +160,13 @@ class UserStore:
         """One BEGIN IMMEDIATE transaction under the lock; a database failure is AuthError."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
+                with write_transaction(self._db) as db:
+                    yield db
             except sqlite3.Error as exc:
                 raise AuthError(
                     f"cannot {action} in the user database {self.path} ({exc}): check the disk "
                     "space and the permissions of the data directory"
-                ) from None
+                ) from exc
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from appliance.cli.adapter_commands import adapters_app
 from appliance.cli.ask_commands import ask, eval_set
 from appliance.cli.audit_commands import audit_app
 from appliance.cli.finetune_commands import finetune_app
@@ -34,6 +35,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(finetune_app, name="finetune")
+app.add_typer(adapters_app, name="adapters")
 
 
 def main() -> None:

@@ -80,7 +80,7 @@ def ask(
     answer is printed once its audit record is written.
     """
     with user_errors():
-        settings = with_adapter(settings_for_command(), adapter)
+        settings = with_adapter(settings_for_command(served_adapter=True), adapter)
         request = Question(
             text=question,
             user=user or _default_user(),
@@ -107,8 +107,7 @@ def shown_answer(answer: Answer) -> str:
     if not answer.sentences:
         return answer.answer or "(the model gave an empty answer)"
     return " ".join(
-        f"{s.text} {UNSUPPORTED_MARK}" if s.supported is False else s.text
-        for s in answer.sentences
+        f"{s.text} {UNSUPPORTED_MARK}" if s.supported is False else s.text for s in answer.sentences
     )
 
 
@@ -149,11 +148,11 @@ def eval_set(
     adapter run's results go next to --out, with ".adapter" before the suffix.
     """
     with user_errors():
-        settings = settings_for_command()
+        settings = settings_for_command(served_adapter=True)
         items = load_questions(questions)
         top_k = k or settings.top_k
         if adapter is None:
-            summary = _run_eval(settings, items, out, top_k, retrieve_only, groups)
+            summary = run_eval(settings, items, out, top_k, retrieve_only, groups)
         elif retrieve_only:
             raise ConfigError("--adapter compares answers: it cannot go with --retrieve-only")
         else:
@@ -182,8 +181,8 @@ def _compare_eval(
         raise ConfigError(f"--adapter {adapter} is not a file: point it at a GGUF LoRA adapter")
     # The base model alone, whatever APPLIANCE_LLM_ADAPTER says.
     bare = settings.model_copy(update={"llm_adapter": None})
-    base = _run_eval(bare, items, out, k, False, groups)
-    tuned = _run_eval(
+    base = run_eval(bare, items, out, k, False, groups)
+    tuned = run_eval(
         with_adapter(settings, adapter), items, adapter_results_path(out), k, False, groups
     )
     return {
@@ -201,7 +200,7 @@ def _print_comparison(summary: dict[str, Any]) -> None:
     typer.echo(f"\nresults: {summary['base']['results']} and {adapter['results']}")
 
 
-def _run_eval(
+def run_eval(
     settings: Settings,
     items: list[EvalQuestion],
     out: Path,

@@ -49,11 +49,17 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def settings_for_command() -> Settings:
+def settings_for_command(served_adapter: bool = False) -> Settings:
+    """The settings; with `served_adapter` (commands that answer), the adapter promoted with
+    `appliance adapters promote` as `llm_adapter` unless APPLIANCE_LLM_ADAPTER overrides it."""
     settings = load_settings()
     configure_logging(settings.log_level)
     private_dir(settings.data_dir)
-    return settings
+    if not served_adapter:
+        return settings
+    from appliance.finetune.registry import with_served_adapter
+
+    return with_served_adapter(settings)
 
 
 def print_json(data: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,9 +18,11 @@ from appliance.cli.common import (
 from appliance.cli.finetune_commands import adapter_status
 from appliance.domain import IngestReport
 from appliance.errors import ConfigError
-from appliance.models import describe_llm, resolve_embed_model
-from appliance.services import build_embedder, open_index
-from appliance.store.check import IndexCheck, check_index, sparse_state
+from appliance.models import describe_llm
+from appliance.services import open_index
+from appliance.settings import Settings
+from appliance.store import StoreInfo
+from appliance.store.check import IndexCheck, SparseState, check_index, sparse_state
 
 DEFAULT_GROUP = "everyone"
 
@@ -46,12 +48,6 @@ def ingest(
     BM25 vector (a collection made before hybrid retrieval) get one first, from their stored
     text: nothing is parsed again and document groups are not touched.
     """
-    from appliance.keywords import KeywordEncoder
-    from ingest.chunking import ChunkConfig, check_chunk_size
-    from ingest.pipeline import IngestPipeline
-    from ingest.upgrade import add_sparse_vectors
-    from ingest.worker import ParserProcess
-
     with user_errors():
         settings = settings_for_command()
         targets = paths or ([settings.docs_dir] if settings.docs_dir else [])
@@ -60,40 +56,31 @@ def ingest(
         groups = [g.strip() for g in (acl or [DEFAULT_GROUP]) if g.strip()]
         if not groups:
             raise ConfigError("--acl needs a group name")
-        model_dir = resolve_embed_model(settings.embed_model)
-        check_chunk_size(model_dir, settings.chunk_size)
-        config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
-        show_bar = not as_json and sys.stderr.isatty()
-        with ParserProcess(config, settings.parse_timeout_s, settings.parser_memory_mb) as parser:
-            parser.prestart()
-            embedder = build_embedder(settings)
-            index = open_index(settings, embedder)
-            try:
-                # Unreadable points would otherwise pass as "unchanged" files.
-                check_index(index.store, index.manifest.entries(), full=True).raise_if_damaged()
-                keywords = KeywordEncoder()
-                added = add_sparse_vectors(index.store, keywords, headers=settings.chunk_headers)
-                pipeline = IngestPipeline(
-                    index.store,
-                    embedder,
-                    index.manifest,
-                    parser,
-                    int(settings.max_file_size_mb * 1_000_000),
-                    keywords=keywords,
-                    chunk_headers=settings.chunk_headers,
-                )
-                progress = _terminal_progress() if show_bar else None
-                with progress if progress is not None else nullcontext():
-                    report = pipeline.run(list(targets), groups, progress)
-                report.sparse_added = added
-            finally:
-                index.close()
+        report = _run_ingest(settings, list(targets), groups, show_bar=not as_json)
     if as_json:
         print_json(report.to_json())
     else:
         _print_report(report)
     if report.failed:
         raise typer.Exit(EXIT_FAILED_FILES)
+
+
+def _run_ingest(
+    settings: Settings, targets: list[Path], groups: list[str], *, show_bar: bool
+) -> IngestReport:
+    from appliance.services.ingest import build_ingest_services
+    from ingest.upgrade import add_sparse_vectors
+
+    with build_ingest_services(settings) as parts:
+        added = add_sparse_vectors(
+            parts.index.store, parts.keywords, headers=settings.chunk_headers
+        )
+        progress = _terminal_progress() if show_bar and sys.stderr.isatty() else None
+        with progress if progress is not None else nullcontext():
+            report = parts.pipeline.run(targets, groups, progress)
+        report.sparse_added = added
+        report.embedder_loaded = parts.embedder.loaded
+    return report
 
 
 def _terminal_progress():  # type: ignore[no-untyped-def]
@@ -171,7 +158,7 @@ def status(
     hybrid retrieval) with theirs, `appliance ingest`.
     """
     with user_errors():
-        settings = settings_for_command()
+        settings = settings_for_command(served_adapter=True)
         adapter = adapter_status(settings)
         llm = describe_llm(settings.llm_model, settings.models_dir)
         if settings.llm_url:
@@ -180,13 +167,45 @@ def status(
         try:
             info = index.store.info()
             entries = list(index.manifest.entries())
-            documents = len(entries)
             health = check_index(index.store, entries, full=check)
             sparse = sparse_state(index.store)
         finally:
             index.close()
+    data = _status_data(
+        settings,
+        documents=len(entries),
+        info=info,
+        embed_model_dir=index.embed_model_dir,
+        llm=llm,
+        adapter=adapter,
+        health=health,
+        sparse=sparse,
+    )
+    if as_json:
+        print_json(data)
+        if not health.ok:
+            typer.echo(f"error: {health.message()}", err=True)
+        _exit_if_damaged(health)
+        return
+    _print_status(data, sparse.message(settings.retrieval))
+    _print_index_health(health)
+    _exit_if_damaged(health)
+
+
+def _status_data(
+    settings: Settings,
+    *,
+    documents: int,
+    info: StoreInfo,
+    embed_model_dir: Path,
+    llm: dict[str, object],
+    adapter: dict[str, str | None] | None,
+    health: IndexCheck,
+    sparse: SparseState,
+) -> dict[str, Any]:
+    """`status --json`'s object; the retrieval mode used falls back to dense without BM25."""
     used = settings.retrieval if sparse.enabled or settings.retrieval == "dense" else "dense"
-    data = {
+    return {
         "documents": documents,
         "chunks": info.points,
         "collection": info.collection,
@@ -198,7 +217,7 @@ def status(
         },
         "embedding": {
             "model": info.embed_model,
-            "path": str(index.embed_model_dir),
+            "path": str(embed_model_dir),
             "dimension": info.dimension,
         },
         "llm": llm,
@@ -212,32 +231,35 @@ def status(
             "fix": None if sparse.complete else "appliance ingest",
         },
     }
-    if as_json:
-        print_json(data)
-        if not health.ok:
-            typer.echo(f"error: {health.message()}", err=True)
-        _exit_if_damaged(health)
-        return
-    typer.echo(f"documents:  {documents}")
-    typer.echo(f"chunks:     {info.points}")
-    typer.echo(f"collection: {info.collection}")
-    typer.echo(f"store:      {info.backend} at {info.location}")
+
+
+def _print_status(data: dict[str, Any], bm25: str) -> None:
+    """`status`'s lines, up to the index's health, from `status --json`'s object."""
+    store, embedding, llm = data["store"], data["embedding"], data["llm"]
+    typer.echo(f"documents:  {data['documents']}")
+    typer.echo(f"chunks:     {data['chunks']}")
+    typer.echo(f"collection: {data['collection']}")
+    typer.echo(f"store:      {store['backend']} at {store['location']}")
     typer.echo(
-        f"embedding:  {info.embed_model} ({info.dimension} dimensions) from {index.embed_model_dir}"
+        f"embedding:  {embedding['model']} ({embedding['dimension']} dimensions) "
+        f"from {embedding['path']}"
     )
     if "server" in llm:
         typer.echo(f"llm:        the server at {llm['server']}")
     else:
         state = "" if llm["present"] else " (not prepared yet: `appliance models prepare`)"
         typer.echo(f"llm:        {llm['model']} at {llm['path']}{state}")
+    adapter = data["adapter"]
     if adapter is not None:
-        typer.echo(f"adapter:    {adapter['path']} (sha256 {adapter['sha256'][:12]})")
-    fallback = f" (falls back to {used})" if used != settings.retrieval else ""
-    headers = "with" if settings.chunk_headers else "without"
-    typer.echo(f"retrieval:  {settings.retrieval}{fallback}, chunks embedded {headers} headers")
-    typer.echo(f"bm25:       {sparse.message(settings.retrieval)}")
-    _print_index_health(health)
-    _exit_if_damaged(health)
+        chosen = f"promoted {adapter['name']}" if adapter["name"] else "APPLIANCE_LLM_ADAPTER"
+        sha256 = str(adapter["sha256"])[:12]
+        typer.echo(f"adapter:    {adapter['path']} (sha256 {sha256}, {chosen})")
+    retrieval = data["retrieval"]
+    mode, used = retrieval["mode"], retrieval["used"]
+    fallback = f" (falls back to {used})" if used != mode else ""
+    headers = "with" if retrieval["chunk_headers"] else "without"
+    typer.echo(f"retrieval:  {mode}{fallback}, chunks embedded {headers} headers")
+    typer.echo(f"bm25:       {bm25}")
 
 
 def _print_index_health(health: IndexCheck) -> None:

@@ -6,7 +6,7 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,7 +16,11 @@ from appliance.errors import ApplianceError
 from appliance.manifest import Manifest
 from appliance.models import resolve_embed_model
 from appliance.services import build_embedder, open_index
-from appliance.store.check import check_index
+from appliance.settings import Settings
+from appliance.store.check import IndexCheck, check_index
+
+if TYPE_CHECKING:
+    from ingest.worker import ParserProcess
 
 
 def repair(
@@ -39,57 +43,11 @@ def repair(
     on disk (an unmounted share?) or has become a symbolic link (never followed), nothing is
     touched unless --drop-missing: those files are then dropped and listed (exit code 1).
     """
-    from ingest.chunking import ChunkConfig, check_chunk_size
-    from ingest.pipeline import IngestPipeline
-    from ingest.worker import ParserProcess
-
     with user_errors():
         settings = settings_for_command()
         started = time.monotonic()
-        manifest = Manifest(settings.manifest_path)
-        try:
-            entries = list(manifest.entries())
-        finally:
-            manifest.close()
-        present = [e for e in entries if _still_there(e.source)]
-        gone = [e for e in entries if not _still_there(e.source)]
-        if gone and not drop_missing:
-            raise ApplianceError(
-                f"{len(gone)} of the {len(entries)} recorded files are no longer on disk or "
-                f"have become symbolic links (first: {gone[0].source}); nothing was changed. "
-                "Mount or restore them and run `appliance repair` again, or run "
-                "`appliance repair --drop-missing` to rebuild without them"
-            )
-        model_dir = resolve_embed_model(settings.embed_model)
-        check_chunk_size(model_dir, settings.chunk_size)
-        config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
-        with ParserProcess(config, settings.parse_timeout_s, settings.parser_memory_mb) as parser:
-            parser.prestart()
-            embedder = build_embedder(settings)
-            index = open_index(settings, embedder, rebuild=True)
-            try:
-                for entry in gone:
-                    index.manifest.remove(entry.source)
-                pipeline = IngestPipeline(
-                    index.store,
-                    embedder,
-                    index.manifest,
-                    parser,
-                    int(settings.max_file_size_mb * 1_000_000),
-                    chunk_headers=settings.chunk_headers,
-                )
-                failed: list[dict[str, str]] = []
-                for groups, paths in _by_groups(present).items():
-                    report = pipeline.run(paths, list(groups))
-                    failed.extend({"path": f.path, "error": f.error} for f in report.failed)
-                index.store.flush()
-                result = check_index(index.store, index.manifest.entries(), full=True)
-            finally:
-                index.close()
-        if result.ok and settings.qdrant_url is None:
-            from appliance.store.edge import discard_damaged_copy
-
-            discard_damaged_copy(settings.resolved_qdrant_path, settings.collection)
+        present, gone = _recorded_files(settings, drop_missing)
+        result, failed = _rebuild(settings, present, gone)
     summary: dict[str, Any] = {
         "documents": result.documents,
         "chunks": result.chunks,
@@ -101,21 +59,112 @@ def repair(
     if as_json:
         print_json(summary)
     else:
-        typer.echo(
-            f"rebuilt: {result.documents} documents, {result.chunks} chunks "
-            f"({summary['seconds']:.1f} s); audit log and document groups kept"
-        )
-        for entry in gone:
-            typer.echo(
-                f"missing: {entry.source} is no longer on disk, or is now a link: dropped",
-                err=True,
-            )
-        for item in failed:
-            typer.echo(f"failed: {item['path']}: {item['error']}", err=True)
-        if not result.ok:
-            typer.echo(f"error: {result.message()}", err=True)
+        _print_summary(summary, result, gone, failed)
     if gone or failed or not result.ok:
         raise typer.Exit(EXIT_FAILED_FILES)
+
+
+def _recorded_files(
+    settings: Settings, drop_missing: bool
+) -> tuple[list[DocumentEntry], list[DocumentEntry]]:
+    """The recorded files still on disk, and those gone (refused unless --drop-missing)."""
+    manifest = Manifest(settings.manifest_path)
+    try:
+        entries = list(manifest.entries())
+    finally:
+        manifest.close()
+    present = [e for e in entries if _still_there(e.source)]
+    gone = [e for e in entries if not _still_there(e.source)]
+    if gone and not drop_missing:
+        raise ApplianceError(
+            f"{len(gone)} of the {len(entries)} recorded files are no longer on disk or "
+            f"have become symbolic links (first: {gone[0].source}); nothing was changed. "
+            "Mount or restore them and run `appliance repair` again, or run "
+            "`appliance repair --drop-missing` to rebuild without them"
+        )
+    return present, gone
+
+
+def _rebuild(
+    settings: Settings, present: list[DocumentEntry], gone: list[DocumentEntry]
+) -> tuple[IndexCheck, list[dict[str, str]]]:
+    """Start the collection empty and ingest the present files again; the index read back.
+
+    The embedded store's damaged copy is discarded once the rebuilt index reads back whole.
+    """
+    from ingest.chunking import ChunkConfig, check_chunk_size
+    from ingest.ocr import ocr_config
+    from ingest.worker import ParserProcess
+
+    model_dir = resolve_embed_model(settings.embed_model)
+    check_chunk_size(model_dir, settings.chunk_size)
+    config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
+    with ParserProcess(
+        config,
+        settings.parse_timeout_s,
+        settings.parser_memory_mb,
+        ocr=ocr_config(settings),
+    ) as parser:
+        parser.prestart()
+        result, failed = _reingest(settings, parser, present, gone)
+    if result.ok and settings.qdrant_url is None:
+        from appliance.store.edge import discard_damaged_copy
+
+        discard_damaged_copy(settings.resolved_qdrant_path, settings.collection)
+    return result, failed
+
+
+def _reingest(
+    settings: Settings,
+    parser: ParserProcess,
+    present: list[DocumentEntry],
+    gone: list[DocumentEntry],
+) -> tuple[IndexCheck, list[dict[str, str]]]:
+    """Drop the gone files from the emptied index, ingest the present ones by their groups."""
+    from ingest.pipeline import IngestPipeline
+
+    embedder = build_embedder(settings)
+    index = open_index(settings, embedder, rebuild=True)
+    try:
+        for entry in gone:
+            index.manifest.remove(entry.source)
+        pipeline = IngestPipeline(
+            index.store,
+            embedder,
+            index.manifest,
+            parser,
+            settings.max_file_size_bytes,
+            chunk_headers=settings.chunk_headers,
+        )
+        failed: list[dict[str, str]] = []
+        for groups, paths in _by_groups(present).items():
+            report = pipeline.run(paths, list(groups))
+            failed.extend({"path": f.path, "error": f.error} for f in report.failed)
+        index.store.flush()
+        return check_index(index.store, index.manifest.entries(), full=True), failed
+    finally:
+        index.close()
+
+
+def _print_summary(
+    summary: dict[str, Any],
+    result: IndexCheck,
+    gone: list[DocumentEntry],
+    failed: list[dict[str, str]],
+) -> None:
+    typer.echo(
+        f"rebuilt: {result.documents} documents, {result.chunks} chunks "
+        f"({summary['seconds']:.1f} s); audit log and document groups kept"
+    )
+    for entry in gone:
+        typer.echo(
+            f"missing: {entry.source} is no longer on disk, or is now a link: dropped",
+            err=True,
+        )
+    for item in failed:
+        typer.echo(f"failed: {item['path']}: {item['error']}", err=True)
+    if not result.ok:
+        typer.echo(f"error: {result.message()}", err=True)
 
 
 def _still_there(source: str) -> bool:

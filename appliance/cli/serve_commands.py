@@ -34,7 +34,7 @@ def serve(
         # `docker stop` and systemd send SIGTERM: stop as on Ctrl+C, closing the store and the
         # audit log (uvicorn re-raises the signal once it has stopped serving).
         signal.signal(signal.SIGTERM, _stop_on_terminate)
-        settings = settings_for_command()
+        settings = settings_for_command(served_adapter=True)
         # Gradio keeps uploads and the files it serves here, with the appliance's other state;
         # it reads this when imported.
         os.environ.setdefault(

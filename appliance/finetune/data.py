@@ -6,6 +6,12 @@ time (same retriever, groups, k and score threshold) and the prompt is built by
 the model is trained on the very prompts it will see. The passages that contain the answer
 are cited in the target answer; the others stay in the prompt as distractors. A pair whose
 answer no numbered passage contains is unsupported: reported, and left out unless asked.
+
+A pair approved from feedback names the documents behind it and their groups, and who wrote
+its answer when a person did (see appliance.audit.pairs); built for an audience (the groups
+the adapter is for), a pair with a document that none of those groups may read (when
+approved, or in the index now), or whose answer was written by a user holding groups beyond
+them, is left out, with a line saying why.
 """
 
 from __future__ import annotations
@@ -16,12 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.audit.pairs import (
+    CurrentGroups,
+    PairDocument,
+    Writer,
+    audience_refusal,
+    writer_refusal,
+)
 from appliance.domain import RetrievedPassage
 from appliance.errors import QuestionError
 from appliance.evaluation import json_object_line, normalize, source_matches
 from appliance.finetune import FinetuneError
 from appliance.generation import Generator
-from appliance.prompting import build_prompt
+from appliance.prompting import BuiltPrompt, build_prompt
 from appliance.retrieval import is_relevant
 
 Search = Callable[[str], Sequence[RetrievedPassage]]
@@ -33,6 +46,10 @@ class QAPair:
     question: str
     answer: str
     sources: tuple[str, ...] = ()
+    # The documents behind a pair approved from feedback, with their groups (None: a pair
+    # written by hand, which names none).
+    documents: tuple[PairDocument, ...] | None = None
+    written_by: Writer | None = None  # who wrote the answer of such a pair, if a person did
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,8 @@ class BuildReport:
     unsupported: list[QAPair] = field(default_factory=list)
     nothing_found: list[QAPair] = field(default_factory=list)
     refused: list[tuple[QAPair, str]] = field(default_factory=list)
+    # Left out for the audience: a document behind the pair is not readable by it.
+    restricted: list[tuple[QAPair, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         written = self.examples
@@ -88,6 +107,7 @@ class BuildReport:
             "unsupported": [_pair_json(p) for p in self.unsupported],
             "nothing_found": [_pair_json(p) for p in self.nothing_found],
             "refused": [{**_pair_json(p), "error": error} for p, error in self.refused],
+            "restricted": [{**_pair_json(p), "reason": why} for p, why in self.restricted],
             "distractors_per_example": round(distractors / len(written), 2) if written else 0.0,
         }
 
@@ -111,12 +131,40 @@ def load_pairs(path: Path) -> list[QAPair]:
 
 
 def _parse_pair(path: Path, number: int, line: str) -> QAPair:
-    data = json_object_line(
-        f"{path}:{number}", line, FinetuneError, ("question", "answer"), ("sources",)
-    )
+    where = f"{path}:{number}"
+    data = json_object_line(where, line, FinetuneError, ("question", "answer"), ("sources",))
     sources = data.get("sources", [])
     pair_id = data.get("id", f"line-{number}")
-    return QAPair(str(pair_id), data["question"].strip(), data["answer"].strip(), tuple(sources))
+    documents, written_by = _feedback_fields(where, data) if "documents" in data else (None, None)
+    return QAPair(
+        str(pair_id),
+        data["question"].strip(),
+        data["answer"].strip(),
+        tuple(sources),
+        documents,
+        written_by,
+    )
+
+
+def _feedback_fields(
+    where: str, data: dict[str, Any]
+) -> tuple[tuple[PairDocument, ...], Writer | None]:
+    """The documents and writer of a pair exported from feedback."""
+    if "written_by" not in data:
+        raise FinetuneError(
+            f"{where}: this pair names its documents but not who wrote its answer (field "
+            "'written_by'): it was exported by an older version; export the pairs again with "
+            "`appliance finetune pairs export`"
+        )
+    try:
+        if not isinstance(data["documents"], list):
+            raise ValueError("'documents' must be a list")
+        documents = tuple(PairDocument.from_json(d) for d in data["documents"])
+        return documents, Writer.from_json(data["written_by"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FinetuneError(
+            f"{where}: a feedback field is not as `finetune pairs export` writes it ({exc})"
+        ) from None
 
 
 def supports(pair: QAPair, passage: RetrievedPassage) -> bool:
@@ -145,9 +193,17 @@ def build_examples(
     score_threshold: float,
     max_tokens: int,
     keep_unsupported: bool = False,
+    audience: Sequence[str] | None = None,
+    current: CurrentGroups | None = None,
 ) -> BuildReport:
+    """`audience`: the adapter's groups (search with the same); `current`: the groups the
+    index gives a document now. See appliance.audit.pairs for the rule."""
     report = BuildReport(pairs=len(pairs))
     for pair in pairs:
+        refusal = _audience_refusal(pair, audience, current)
+        if refusal is not None:
+            report.restricted.append((pair, refusal))
+            continue
         relevant = [p for p in search(pair.question) if is_relevant(p, score_threshold)]
         if not relevant:  # at question time the model is not even asked
             report.nothing_found.append(pair)
@@ -172,25 +228,38 @@ def build_examples(
             report.unsupported.append(pair)
             if not keep_unsupported:
                 continue
-        target = cited_answer(pair.answer, citations)
-        report.examples.append(
-            Example(
-                id=pair.id,
-                question=pair.question,
-                answer=pair.answer,
-                mode=built.prompt.mode,
-                prompt=built.prompt.text,
-                preamble=built.prompt.preamble,
-                # A completion prompt ends with "Answer:"; the model writes " It ...".
-                completion=f" {target}" if built.prompt.mode == "completion" else target,
-                citations=citations,
-                passages=tuple(
-                    _passage_json(n, p, n in citations)
-                    for n, p in enumerate(built.passages, start=1)
-                ),
-            )
-        )
+        report.examples.append(_example(pair, built, citations))
     return report
+
+
+def _example(pair: QAPair, built: BuiltPrompt, citations: tuple[int, ...]) -> Example:
+    """`built`: the prompt build_prompt made for the pair's question."""
+    target = cited_answer(pair.answer, citations)
+    return Example(
+        id=pair.id,
+        question=pair.question,
+        answer=pair.answer,
+        mode=built.prompt.mode,
+        prompt=built.prompt.text,
+        preamble=built.prompt.preamble,
+        # A completion prompt ends with "Answer:"; the model writes " It ...".
+        completion=f" {target}" if built.prompt.mode == "completion" else target,
+        citations=citations,
+        passages=tuple(
+            _passage_json(n, p, n in citations) for n, p in enumerate(built.passages, start=1)
+        ),
+    )
+
+
+def _audience_refusal(
+    pair: QAPair, audience: Sequence[str] | None, current: CurrentGroups | None
+) -> str | None:
+    """Why a pair approved from feedback may not train an adapter for `audience`."""
+    if audience is None or pair.documents is None:
+        return None
+    return audience_refusal(pair.id, pair.documents, audience, current) or writer_refusal(
+        pair.id, pair.written_by, audience
+    )
 
 
 def _passage_json(n: int, passage: RetrievedPassage, cited: bool) -> dict[str, Any]:

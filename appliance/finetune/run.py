@@ -16,7 +16,7 @@ from typing import Any
 from appliance.errors import ModelError
 from appliance.filehash import cached_sha256, hash_cache_path, sha256_of_file
 from appliance.finetune import FinetuneError
-from appliance.finetune.base_model import prepare_base
+from appliance.finetune.base_model import BaseModel, prepare_base
 from appliance.finetune.data import load_examples
 from appliance.finetune.gguf_adapter import write_adapter
 from appliance.finetune.manifest import (
@@ -28,7 +28,7 @@ from appliance.finetune.manifest import (
     timings,
     write_json,
 )
-from appliance.finetune.train import Device, Hyperparameters, Progress, train
+from appliance.finetune.train import Device, Hyperparameters, Progress, TrainOutcome, train
 
 CHECKPOINTS = "checkpoints"
 
@@ -63,20 +63,7 @@ def run_training(
     prepared = time.perf_counter()
     status(f"training on {len(examples)} examples")
     outcome = train(examples, base, checkpoints, hp, request.device, progress)
-    adapter = request.out_dir / f"{request.name}.gguf"
-    write_adapter(
-        adapter,
-        arch=base.arch,
-        block_count=base.block_count,
-        alpha=hp.alpha,
-        weights=outcome.weights,
-        name=request.name,
-        metadata={
-            "base_model.sha256": base_sha256,
-            "training_data.sha256": data_sha256,
-            "steps": str(hp.steps),
-        },
-    )
+    adapter = _write_adapter(request, base, outcome, base_sha256, data_sha256)
     status("checking that llama.cpp loads the adapter")
     adapter_sha256 = _check_loads(request.base_gguf, adapter, hash_cache)
     manifest = {
@@ -110,6 +97,31 @@ def run_training(
     }
     write_json(request.out_dir / MANIFEST_FILE, manifest)
     return manifest
+
+
+def _write_adapter(
+    request: TrainRequest,
+    base: BaseModel,
+    outcome: TrainOutcome,
+    base_sha256: str,
+    data_sha256: str,
+) -> Path:
+    """DIR/<name>.gguf: the trained LoRA weights, naming the base model and data they came from."""
+    adapter = request.out_dir / f"{request.name}.gguf"
+    write_adapter(
+        adapter,
+        arch=base.arch,
+        block_count=base.block_count,
+        alpha=request.hyperparameters.alpha,
+        weights=outcome.weights,
+        name=request.name,
+        metadata={
+            "base_model.sha256": base_sha256,
+            "training_data.sha256": data_sha256,
+            "steps": str(request.hyperparameters.steps),
+        },
+    )
+    return adapter
 
 
 def _check_loads(base: Path, adapter: Path, hash_cache: Path) -> str:

@@ -34,6 +34,11 @@ INLINE_TYPES = {
     ".csv": "text/plain; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".htm": "text/html; charset=utf-8",
+    # Scans, so that a reader can check a machine-read passage against the page (browsers
+    # show no TIFF: those download).
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
 }
 SANDBOX = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 

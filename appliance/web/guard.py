@@ -22,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection, Request
 
 from appliance.auth import User
-from appliance.web.identity import Identifier
+from appliance.auth.identity import Identifier
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -16,8 +16,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 
 from appliance.audit.denials import Denials
 from appliance.auth import LoginLimiter, UserStore
+from appliance.auth.identity import SESSION_COOKIE
 from appliance.auth.ratelimit import login_keys, unknown_names_key
-from appliance.web.identity import SESSION_COOKIE
 
 HOME = "/ui/"
 CONCURRENT_LOGINS = 4
@@ -106,14 +106,7 @@ def build_router(
     denials: Denials | None = None,
 ) -> APIRouter:
     router = APIRouter()
-
-    def denied(name: str, action: str, client: str, reason: str) -> None:
-        if denials is not None:
-            denials.record(
-                name.strip() or "(no name)", action, f"from {client}", reason, signed_in=False
-            )
-
-    checks = threading.BoundedSemaphore(CONCURRENT_LOGINS)
+    sign_in = SignIn(users, limiter, session_hours, secure_cookies, denials)
 
     @router.get("/login", response_class=HTMLResponse)
     def show(next: str = HOME) -> HTMLResponse:
@@ -126,54 +119,90 @@ def build_router(
         password: str = Form(..., max_length=1024),
         next: str = Form(HOME),
     ) -> Response:
+        return sign_in.submit(request, username, password, next)
+
+    @router.api_route("/logout", methods=["GET", "POST"], response_model=None)
+    def logout(request: Request) -> Response:
+        return sign_out(users, request)
+
+    return router
+
+
+class SignIn:
+    """The checks of one sign-in, in order: same site, not locked out, a password check slot,
+    the password; then the session cookie."""
+
+    def __init__(
+        self,
+        users: UserStore,
+        limiter: LoginLimiter,
+        session_hours: float,
+        secure_cookies: bool,
+        denials: Denials | None,
+    ) -> None:
+        self._users = users
+        self._limiter = limiter
+        self._session_hours = session_hours
+        self._secure_cookies = secure_cookies
+        self._denials = denials
+        # Each password check costs argon2's memory: a flood of logins must not exhaust it.
+        self._checks = threading.BoundedSemaphore(CONCURRENT_LOGINS)
+
+    def submit(self, request: Request, username: str, password: str, next: str) -> Response:
         client = request.client.host if request.client else "unknown"
         if not from_this_site(request):
-            denied(username, "sign in", client, "the request came from another site")
+            self._denied(username, client, "the request came from another site")
             return cross_site_refusal()
-        keys = login_keys(username, client, users.get(username.strip()) is not None)
-        wait = limiter.retry_after(keys[0])
+        keys = login_keys(username, client, self._users.get(username.strip()) is not None)
+        wait = self._limiter.retry_after(keys[0])
         if wait > 0:
-            denied(username, "sign in", client, "locked out after repeated failed sign-ins")
+            self._denied(username, client, "locked out after repeated failed sign-ins")
             return paused(next, wait)
         # Guessing names from this address is paused; so that the pause tells nothing about
         # which names exist, a wrong password for a real one gets the same answer, and the
         # right password still signs its user in.
-        guessing = limiter.retry_after(unknown_names_key(client))
-        # Each password check costs argon2's memory: a flood of logins must not exhaust it.
-        if not checks.acquire(timeout=LOGIN_WAIT_S):
+        guessing = self._limiter.retry_after(unknown_names_key(client))
+        if not self._checks.acquire(timeout=LOGIN_WAIT_S):
             return login_page(next, "The server is busy signing others in. Try again.", 503)
         try:
-            user = users.authenticate(username.strip(), password)  # as slow for any name
+            user = self._users.authenticate(username.strip(), password)  # as slow for any name
         finally:
-            checks.release()
+            self._checks.release()
         if user is None:
-            limiter.failed(*keys)
+            self._limiter.failed(*keys)
             if guessing > 0:
-                denied(username, "sign in", client, "repeated sign-ins with unknown names")
+                self._denied(username, client, "repeated sign-ins with unknown names")
                 return paused(next, guessing)
             return login_page(next, "Wrong user name or password.", 401)
-        limiter.succeeded(keys[0])  # not the address: one good account must not reset it
+        self._limiter.succeeded(keys[0])  # not the address: one good account must not reset it
+        return self._signed_in(user.name, next)
+
+    def _signed_in(self, name: str, next: str) -> Response:
         redirect = RedirectResponse(safe_next(next), status_code=303)
         redirect.set_cookie(
             SESSION_COOKIE,
-            users.create_session(user.name),
-            max_age=int(session_hours * 3600),
+            self._users.create_session(name),
+            max_age=int(self._session_hours * 3600),
             httponly=True,
-            secure=secure_cookies,
+            secure=self._secure_cookies,
             samesite="strict",
             path="/",
         )
         return redirect
 
-    @router.api_route("/logout", methods=["GET", "POST"], response_model=None)
-    def logout(request: Request) -> Response:
-        if not from_this_site(request):
-            return cross_site_refusal()
-        token = request.cookies.get(SESSION_COOKIE)
-        if token:
-            users.end_session(token)
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
+    def _denied(self, name: str, client: str, reason: str) -> None:
+        if self._denials is not None:
+            self._denials.record(
+                name.strip() or "(no name)", "sign in", f"from {client}", reason, signed_in=False
+            )
 
-    return router
+
+def sign_out(users: UserStore, request: Request) -> Response:
+    if not from_this_site(request):
+        return cross_site_refusal()
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        users.end_session(token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response

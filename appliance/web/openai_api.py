@@ -18,11 +18,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from appliance.answers import Answer, Finished, Sentence, SourcesFound
+from appliance.answers import Answer, Finished, Rewritten, Sentence, SourcesFound, Turn
 from appliance.auth import User
-from appliance.conversation import Turn
+from appliance.chat import ChatEngine
 from appliance.errors import ApplianceError, BusyError, QuestionError
-from appliance.web.chat import ChatEngine, Rewritten
 
 MODEL_ID = "appliance-rag"
 
@@ -244,5 +243,3 @@ async def _prepend(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
     yield first
     async for event in rest:
         yield event
-
-

@@ -15,27 +15,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from appliance.remote_llm import public_url, server_problem
-from appliance.services import remote_config
-from appliance.settings import Settings
-from appliance.web.metrics import Metrics
+from appliance.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-def llm_health(settings: Settings) -> dict[str, Any]:
-    """With APPLIANCE_LLM_URL, whether that server answers now (the model is loaded there)."""
-    if not settings.llm_url:
-        return {}
-    problem = server_problem(remote_config(settings))
-    report: dict[str, Any] = {
-        "llm_backend": "openai-compatible",
-        "llm_url": public_url(settings.llm_url),
-        "llm_reachable": problem is None,
-    }
-    if problem is not None:
-        report["llm_error"] = problem
-    return report
 
 
 # /healthz needs no login: it says what is wrong, and the log says why (error texts name

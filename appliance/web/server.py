@@ -10,8 +10,9 @@ import uvicorn
 
 from appliance.auth import Role
 from appliance.errors import ConfigError
+from appliance.services.web import WebServices, build_web_services
 from appliance.settings import Settings
-from appliance.web.app import WebServices, build_web_services, create_app
+from appliance.web.app import create_app
 
 FIRST_USER = "admin"
 

@@ -43,6 +43,26 @@ def run_json(data_dir: Path, *args: str, **extra_env: str) -> tuple[int, dict[st
     return result.returncode, json.loads(result.stdout)
 
 
+def invoke(data_dir: Path, *args: str, **extra_env: str) -> Any:
+    """`appliance ARGS` in this process (typer's CliRunner) with run_cli's environment, for a
+    command whose child process is not the subject: no interpreter start, no imports again.
+    The click Result: exit_code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from appliance.cli import app
+
+    env: dict[str, str | None] = dict(cli_env(data_dir, **extra_env))
+    env.update({k: None for k in os.environ if k.startswith("APPLIANCE_") and k not in env})
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def invoke_json(data_dir: Path, *args: str, **extra_env: str) -> tuple[int, Any]:
+    result = invoke(data_dir, *args, "--json", **extra_env)
+    return result.exit_code, json.loads(result.stdout)
+
+
 def index_snapshot(data_dir: Path) -> dict[str, tuple[Any, ...]]:
     """Every stored chunk, by point id, without the ingestion time."""
     root = data_dir / "qdrant"

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from appliance.settings import Settings
-from tests.integration.web_server import free_port
+from tests.support.net import free_port
 
 START_TIMEOUT_S = 120
 # The server gets the context window the appliance uses in process, so prompts fit alike.

@@ -18,7 +18,7 @@ import pytest
 from appliance.audit import AuditLog, AuditRecord
 from appliance.audit.guards import GUARD_TRIGGERS
 from tests.integration.cli import run_cli, run_json
-from tests.unit.test_audit_log import DOC_A, DOC_B, make_entry, make_passage
+from tests.support.audit import DOC_A, DOC_B, make_entry, make_passage
 
 pytestmark = pytest.mark.integration
 

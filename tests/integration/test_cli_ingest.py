@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.documents import write_corpus
 from tests.integration.cli import index_snapshot, run_cli, run_json
+from tests.support.documents import write_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +174,7 @@ def test_links_out_of_the_folder_are_skipped_and_links_inside_are_ingested_once(
 
 
 def test_zip_bomb_is_refused_and_the_rest_of_the_folder_is_ingested(tmp_path: Path) -> None:
-    from tests.unit.test_loaders import write_docx_bomb
+    from tests.support.documents import write_docx_bomb
 
     docs = tmp_path / "docs"
     files = write_corpus(docs)
@@ -188,3 +188,29 @@ def test_zip_bomb_is_refused_and_the_rest_of_the_folder_is_ingested(tmp_path: Pa
     assert failed["path"] == str(docs / "bomb.docx")
     assert failed["error"].startswith("refused: its part 'word/document.xml' unpacks to 300.")
     assert "over the limit of 100:1" in failed["error"]
+
+
+def test_unchanged_folder_is_not_embedded_again_and_loads_no_model(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The badge office opens at nine.", encoding="utf-8")
+    (docs / "b.md").write_text("# Parking\n\nLevel -2 is for visitors.", encoding="utf-8")
+    data = tmp_path / "data"
+
+    code, first = run_json(data, "ingest", str(docs))
+    assert code == 0 and first["files"]["new"] == 2
+    assert first["embedder_loaded"] is True
+    assert first["stages"]["encode"] > 0
+
+    code, again = run_json(data, "ingest", str(docs))
+    assert code == 0
+    assert again["files"]["unchanged"] == 2 and again["chunks"]["added"] == 0
+    assert again["embedder_loaded"] is False  # nothing to embed: the model was never loaded
+    assert again["stages"] == {"parse_wait": 0.0, "encode": 0.0, "write": 0.0}
+
+    (docs / "a.txt").write_text("The badge office opens at ten.", encoding="utf-8")
+    code, changed = run_json(data, "ingest", str(docs))
+    assert code == 0 and changed["files"]["changed"] == 1
+    assert changed["embedder_loaded"] is True
+    texts = " ".join(p[3] for p in index_snapshot(data).values())
+    assert "at ten" in texts and "at nine" not in texts

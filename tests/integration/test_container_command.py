@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.deploy import (
+from tests.support.deploy import (
     COMPOSE,
     REPO,
     TEST_QDRANT_KEY,
@@ -37,7 +37,7 @@ from tests.deploy import (
     resolved,
     unescape,
 )
-from tests.integration.web_server import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
 

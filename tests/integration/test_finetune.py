@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from appliance.finetune.gguf_adapter import read_adapter
-from appliance.models import GEMMA_3_270M, prepare_llm
 from tests.integration.cli import cli_env, command, run_cli, run_json
 
 pytestmark = pytest.mark.integration
@@ -41,9 +40,12 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, small_model: Path, trained_base: Path
+) -> dict[str, Path]:
+    """`trained_base`: the GGUF converted for training once per session (conftest)."""
     root = tmp_path_factory.mktemp("finetune")
-    model = prepare_llm(GEMMA_3_270M, root / "models")
+    model = small_model
     docs = root / "docs"
     docs.mkdir()
     for name, text in DOCS.items():
@@ -53,6 +55,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     data = root / "data"
     env = {**ENV, "APPLIANCE_LLM_MODEL": str(model)}
     assert run_json(data, "ingest", str(docs), **env)[0] == 0
+    (data / "models").mkdir(exist_ok=True)
+    (data / "models" / trained_base.name).symlink_to(trained_base, target_is_directory=True)
     return {"root": root, "model": model, "data": data, "qa": qa}
 
 

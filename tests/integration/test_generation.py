@@ -1,7 +1,11 @@
-"""The llama.cpp generator on the real Gemma GGUF: mode detection, control-token defence."""
+"""The llama.cpp generator on the real Gemma GGUF: mode detection, control-token defence,
+and the follow-up rewrite through the shared model."""
 
 import pytest
 
+from appliance.answers import Turn
+from appliance.conversation import FollowUpRewriter, acceptable, merged
+from appliance.gate import ModelGate, SharedModel
 from appliance.generation import LlamaCppGenerator, Prompt
 from appliance.models import GEMMA_3_270M, prepare_llm
 
@@ -34,3 +38,24 @@ def test_document_text_cannot_become_control_tokens(gemma: LlamaCppGenerator) ->
 def test_stream_yields_text_pieces_and_honours_max_tokens(gemma: LlamaCppGenerator) -> None:
     pieces = list(gemma.stream(Prompt("completion", "The capital of France is"), 8))
     assert 1 <= len(pieces) <= 8 and "".join(pieces).strip()
+
+
+def test_a_follow_up_is_rewritten_by_the_real_model_through_the_shared_model(
+    gemma: LlamaCppGenerator,
+) -> None:
+    loads: list[LlamaCppGenerator] = []
+
+    def load() -> LlamaCppGenerator:
+        loads.append(gemma)
+        return gemma
+
+    model = SharedModel(ModelGate(queue_size=1, timeout_s=30), load)
+    rewriter = FollowUpRewriter(model)
+    history = [Turn("Where is the colour printer on the third floor?", "Next to the kitchen [1].")]
+    question = "Does it print on both sides?"
+    standalone = rewriter.standalone(history, question)
+    # The model's rewrite when sound, else the previous question joined to this one.
+    assert acceptable(standalone, history, question) or standalone == merged(history, question)
+    assert "\n" not in standalone and len(standalone) <= 4000
+    rewriter.standalone(history, "And in colour?")
+    assert len(loads) == 1 and model.loaded and not model.busy

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
+from tests.integration.browser import ask, sign_in
 from tests.integration.scripted_llm import scripted_llm
-from tests.integration.test_web_browser import CHROMIUM, CHROMIUM_ARGS, ask, sign_in
 from tests.integration.web_server import WebServer, ingest, prepare
 
 pytestmark = pytest.mark.integration
@@ -39,16 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
             yield server
         finally:
             server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_urls_in_an_answer_and_its_sources_are_no_links(

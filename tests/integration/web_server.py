@@ -11,7 +11,6 @@ import hashlib
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import httpx
 from appliance.auth import Role, UserStore
 from appliance.models import GEMMA_3_270M, prepare_llm
 from tests.integration.cli import cli_env, command, run_cli
+from tests.support.net import free_port
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 PASSWORD = "correct horse battery staple"
@@ -170,12 +170,6 @@ def gradio_call(http: httpx.Client, api_name: str, data: list[Any]) -> tuple[str
                 payload = payload.get("error")
             return kind, payload
     raise AssertionError(f"no result from {api_name}: {stream.text[:500]}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def ingest(data_dir: Path, folder: Path, *acl: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE = "compose.yaml"
 GPU_OVERRIDE = "compose.gpu.yaml"
 DEPLOY_FILES = (COMPOSE, GPU_OVERRIDE, "Dockerfile", ".env.example")

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.audit import AuditLog, AuditRecord, write_csv, write_jsonl
 from appliance.audit.export import CSV_COLUMNS, safe_cell
-from tests.unit.test_audit_log import DOC_A, DOC_B, make_entry, make_passage
+from tests.support.audit import DOC_A, DOC_B, make_entry, make_passage
 
 
 @pytest.fixture

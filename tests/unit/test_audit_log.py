@@ -18,57 +18,13 @@ from typing import Any
 
 import pytest
 
-from appliance.audit import GENESIS_HASH, AuditEntry, AuditLog, AuditPassage, AuditRecord
+from appliance.audit import GENESIS_HASH, AuditLog, AuditRecord
 from appliance.audit.guards import GUARD_TRIGGERS
-from appliance.audit.log import MIGRATIONS, SCHEMA_VERSION
+from appliance.audit.log import ABOUT, MIGRATIONS, SCHEMA_VERSION
 from appliance.audit.records import body_hash, build_body, canonical_json
 from appliance.errors import AuditError
 from appliance.settings import Settings
-
-DOC_A = "a" * 64
-DOC_B = "b" * 64
-
-
-def make_passage(rank: int, doc_id: str, source: str, *, cited: bool = False) -> AuditPassage:
-    return AuditPassage(
-        rank=rank,
-        chunk_id=f"chunk-{rank}",
-        doc_id=doc_id,
-        source=source,
-        page=rank,
-        doc_sha256=doc_id,
-        text_sha256=f"{rank:064x}",
-        score=0.5 + rank / 1000,
-        cited=cited,
-    )
-
-
-def make_entry(
-    user: str = "alice",
-    question: str = "How many days of leave?",
-    answer: str | None = "Twenty-five days [1].",
-    passages: tuple[AuditPassage, ...] = (),
-    **changes: Any,
-) -> AuditEntry:
-    fields: dict[str, Any] = {
-        "user": user,
-        "groups": ("staff", "hr"),
-        "question": question,
-        "retrieval": {"k": 5, "score_threshold": 0.3, "collection": "documents"},
-        "passages": passages,
-        "model": {
-            "path": "/models/gemma.gguf",
-            "sha256": "c" * 64,
-            "adapter_path": None,
-            "adapter_sha256": None,
-        },
-        "prompt_sha256": "d" * 64,
-        "answer": answer,
-        "timings": {"retrieve_ms": 12.5, "first_token_ms": 80.0, "total_ms": 310.25},
-        "outcome": "answered",
-    }
-    fields.update(changes)
-    return AuditEntry(**fields)
+from tests.support.audit import DOC_A, DOC_B, make_entry, make_passage
 
 
 @pytest.fixture
@@ -155,6 +111,28 @@ def test_record_keeps_every_field_with_floats_rounded(audit: AuditLog) -> None:
         )
     )
     assert json.loads(json.dumps(data)) == data
+
+
+def test_a_machine_read_passage_is_recorded_as_ocr_and_a_typed_one_as_before(
+    audit: AuditLog,
+) -> None:
+    from dataclasses import replace
+
+    scanned = replace(
+        make_passage(1, DOC_A, "/docs/scan.pdf", cited=True), ocr=True, ocr_confidence=91.4
+    )
+    typed = make_passage(2, DOC_B, "/docs/b.md")
+    record = audit.append(make_entry(passages=(scanned, typed)))
+    first, second = record.to_json()["passages"]
+    assert (first["ocr"], first["ocr_confidence"], first["page"]) == (True, 91.4, 1)
+    assert "ocr" not in second and "ocr_confidence" not in second
+    stored = audit.get(record.id)
+    assert stored is not None
+    assert [(p.ocr, p.ocr_confidence) for p in stored.entry.passages] == [
+        (True, 91.4),
+        (False, None),
+    ]
+    assert audit.verify().ok
 
 
 def test_bad_values_are_refused_and_nothing_is_written(audit: AuditLog) -> None:
@@ -462,6 +440,33 @@ def test_migrations_run_once_and_reopening_keeps_the_records(log_path: Path) -> 
         db.close()
 
 
+def test_an_older_log_gets_the_feedback_indexes_when_opened(log_path: Path) -> None:
+    """Feedback and reviews are found by index, not by reading every record."""
+    with AuditLog(log_path) as log:
+        answered = fill(log, 2)[0]
+        log.append(make_entry(outcome="feedback", retrieval={"record_id": answered.id}))
+    version = SCHEMA_VERSION - 1  # before the indexes
+    raw(log_path, "DROP INDEX records_outcome", "DROP INDEX records_about")
+    raw(log_path, f"PRAGMA user_version = {version}")
+    with AuditLog(log_path) as log:
+        [found] = log.by_outcome(("feedback", "review"), about=answered.id)
+        assert found.entry.outcome == "feedback"
+        assert log.by_outcome(("feedback",), about="another") == []
+    db = sqlite3.connect(log_path)
+    try:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert {"records_outcome", "records_about"} <= names
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        for sql in (
+            "SELECT seq FROM records WHERE outcome IN ('feedback', 'review') ORDER BY seq",
+            f"SELECT seq FROM records WHERE outcome IN ('review') AND {ABOUT} = 'x'",
+        ):
+            plan = " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            assert plan.startswith("SEARCH records USING") and "INDEX records_" in plan, plan
+    finally:
+        db.close()
+
+
 def test_a_log_from_a_newer_appliance_is_refused(log_path: Path) -> None:
     AuditLog(log_path).close()
     raw(log_path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -533,6 +538,7 @@ def test_append_fails_closed_while_another_writer_holds_the_lock(log_path: Path)
         with pytest.raises(AuditError, match="no answer may be returned") as caught:
             log.append(make_entry())
         assert not isinstance(caught.value, sqlite3.Error)
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)  # for the operator
         with pytest.raises(AuditError):
             log.check_writable()
     finally:

@@ -429,3 +429,21 @@ def test_threads_share_one_store(store: UserStore) -> None:
         thread.join()
     assert errors == []
     assert len(store.list_keys("alice")) == 60
+
+
+def test_a_write_while_another_process_writes_fails_whole_and_names_the_file(
+    path: Path, clock: Clock
+) -> None:
+    with UserStore(path, hasher=fast_hasher(), clock=clock, busy_timeout_s=0.1) as users:
+        users.add_user("alice", PASSWORD, ["staff"])
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            with pytest.raises(AuthError, match=f"user database {path}") as caught:
+                users.set_groups("alice", ["hr"])
+            assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert users.get("alice") == User("alice", ("staff",), Role.USER)
+        assert users.set_groups("alice", ["hr"]).groups == ("hr",)

@@ -3,9 +3,9 @@
 from collections.abc import Iterator
 
 from appliance.conversation import FollowUpRewriter, Turn, acceptable, leans_on_conversation
-from appliance.gate import ModelGate
+from appliance.gate import ModelGate, SharedModel
 from appliance.generation import Prompt
-from tests.fakes import ScriptedGenerator
+from tests.support.fakes import ScriptedGenerator
 
 HISTORY = [Turn("Where is the colour printer?", "Next to the kitchen [1].")]
 
@@ -18,7 +18,7 @@ class RewriteGenerator(ScriptedGenerator):
 
 def rewriter(reply: str) -> tuple[FollowUpRewriter, RewriteGenerator]:
     generator = RewriteGenerator(reply)
-    return FollowUpRewriter(ModelGate(1, 1.0), lambda: generator), generator
+    return FollowUpRewriter(SharedModel(ModelGate(1, 1.0), lambda: generator)), generator
 
 
 def test_without_history_the_question_is_kept_and_the_model_not_called() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from appliance.settings import Settings
-from tests.deploy import (
+from tests.support.deploy import (
     COMPOSE,
     GPU_OVERRIDE,
     QDRANT_KEY,
@@ -352,6 +352,25 @@ def test_the_image_is_offline_and_carries_its_default_models(final_stage: Stage)
     match = re.search(r"APPLIANCE_DATA_DIR=(\S+) appliance models prepare", prepare)
     assert match
     assert env["APPLIANCE_LLM_MODEL"].startswith(f"{match.group(1)}/models/")
+
+
+def test_the_image_reads_scans_with_tesseract_in_the_configured_languages(
+    final_stage: Stage,
+) -> None:
+    assert "OCR_LANGUAGES=eng" in final_stage.all("ARG")
+    assert final_stage.env()["APPLIANCE_OCR_LANGUAGES"] == "${OCR_LANGUAGES}"
+    install = next(run for run in final_stage.all("RUN") if "tesseract-ocr" in run)
+    packages = re.search(r"\$\((echo \"\$OCR_LANGUAGES\" [^)]*)\)", install)
+    assert packages and " tesseract-ocr " in install
+    # The same shell words, run on a value: each language becomes its Debian package.
+    words = subprocess.run(
+        ["sh", "-c", packages.group(1)],
+        env={"OCR_LANGUAGES": "eng+chi_sim", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert words == ["tesseract-ocr-eng", "tesseract-ocr-chi-sim"]
 
 
 def test_the_image_serves_on_port_7860_with_a_health_check(final_stage: Stage) -> None:

@@ -17,11 +17,11 @@ from appliance.finetune.data import (
     load_pairs,
     write_examples,
 )
-from appliance.gate import ModelGate
+from appliance.gate import ModelGate, SharedModel
 from appliance.rag import AnswerPolicy, Assistant
 from appliance.retrieval import Retriever
 from appliance.store.edge import EdgeStore
-from tests.fakes import BagOfWordsEmbedder, ScriptedGenerator
+from tests.support.fakes import BagOfWordsEmbedder, ScriptedGenerator
 
 DOCS = [
     ("/docs/wifi.txt", ("everyone",), "The guest wifi password is BLUEFALCON this month."),
@@ -79,8 +79,7 @@ def test_an_example_has_exactly_the_prompt_the_assistant_gives_the_model(
         assistant = Assistant(
             index.retriever,
             audit,
-            ModelGate(queue_size=0, timeout_s=0.1),
-            lambda: index.generator,
+            SharedModel(ModelGate(queue_size=0, timeout_s=0.1), lambda: index.generator),
             AnswerPolicy(score_threshold=THRESHOLD, max_tokens=MAX_TOKENS, collection="docs"),
         )
         assistant.ask(Question(WIFI.question, "ann", ("everyone",), 3))

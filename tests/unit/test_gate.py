@@ -4,7 +4,8 @@ import time
 import pytest
 
 from appliance.errors import BusyError
-from appliance.gate import ModelGate
+from appliance.gate import ModelGate, SharedModel
+from tests.support.fakes import ScriptedGenerator
 
 
 def test_callers_beyond_the_queue_are_told_busy_at_once() -> None:
@@ -75,3 +76,41 @@ def test_the_gate_can_be_released_by_another_thread_than_the_one_that_took_it() 
     assert not gate.busy
     with gate.hold():
         assert gate.busy
+
+
+def test_the_shared_model_loads_once_for_every_caller_and_is_used_under_the_gate() -> None:
+    loads: list[ScriptedGenerator] = []
+
+    def load() -> ScriptedGenerator:
+        time.sleep(0.05)  # a slow load: callers arriving meanwhile wait for it
+        loads.append(ScriptedGenerator())
+        return loads[-1]
+
+    gate = ModelGate(queue_size=4, timeout_s=5)
+    model = SharedModel(gate, load)
+    assert not model.loaded and not model.busy
+    preload = threading.Thread(target=model.load)  # the server's preload
+    preload.start()
+    with model.hold() as generator:
+        assert model.busy and gate.busy
+    preload.join(5)
+    assert len(loads) == 1 and generator is loads[0] and model.load() is generator
+    assert model.loaded and not model.busy
+
+
+def test_a_failed_load_is_tried_again_by_the_next_caller() -> None:
+    attempts: list[int] = []
+
+    def load() -> ScriptedGenerator:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("model file busy")
+        return ScriptedGenerator()
+
+    model = SharedModel(ModelGate(queue_size=0, timeout_s=1), load)
+    with pytest.raises(RuntimeError):
+        model.load()
+    assert not model.loaded
+    with model.hold():
+        pass
+    assert model.loaded and len(attempts) == 2 and not model.busy

@@ -17,7 +17,7 @@ from appliance.manifest import Manifest
 from appliance.store.edge import EdgeStore
 from ingest.chunking import ChunkConfig
 from ingest.service import IndexService, IngestCancelled, IngestJob
-from tests.fakes import BagOfWordsEmbedder, InlineParser
+from tests.support.fakes import BagOfWordsEmbedder, InlineParser
 
 WAIT_S = 60
 
@@ -333,14 +333,16 @@ def test_watched_folder_with_names_that_are_not_utf8_is_indexed_and_followed(
 
     watcher.start()
     try:
-        wait_for(lambda: indexed() == {"alpha.txt", "bravo.md", "charlie.txt"})
+        # A run's documents are visible a moment before the run is counted: wait for both.
+        wait_for(lambda: indexed() == {"alpha.txt", "bravo.md", "charlie.txt"} and watcher.runs > 0)
         last = index.service.last
         assert last is not None and last.report is not None
         assert {Path(f.path).name for f in last.report.failed} == {"bad\\xff.txt", "dir\\xfe"}
         assert watcher.last_error is None
 
+        runs = watcher.runs
         (docs / "delta.txt").write_text("Delta facts.", encoding="utf-8")
-        wait_for(lambda: "delta.txt" in indexed())
+        wait_for(lambda: "delta.txt" in indexed() and watcher.runs > runs)
         runs = watcher.runs
         time.sleep(1.5)  # nothing changes: no run retries the bad names
         assert watcher.runs == runs

@@ -4,7 +4,7 @@ import pytest
 
 from appliance.errors import LoadError
 from ingest.loaders import load_sections
-from tests.documents import write_corpus, write_pdf
+from tests.support.documents import write_corpus, write_docx_bomb, write_pdf
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,8 @@ def test_eml_includes_subject(corpus: dict[str, Path]) -> None:
     ("name", "content", "reason"),
     [
         ("empty.txt", b"", "empty file"),
-        ("image.png", b"\x89PNG\r\n", "unsupported file type '.png'"),
+        ("truncated.png", b"\x89PNG\r\n", "cannot read as PNG"),
+        ("drawing.svg", b"<svg/>", "unsupported file type '.svg'"),
         ("noext", b"hello", "unsupported file type 'noext'"),
         ("binary.txt", b"abc\x00\x01\x02def", "binary content"),
         ("latin1.md", "caf\xe9 cr\xe8me".encode("latin-1"), "undecodable: not UTF-8"),
@@ -99,8 +100,8 @@ def test_encrypted_pdf_is_refused(tmp_path: Path) -> None:
         load_sections(path)
 
 
-def test_pdf_without_text_layer_is_refused(tmp_path: Path) -> None:
-    path = write_pdf(tmp_path / "scan.pdf", [""])
+def test_blank_pdf_is_refused(tmp_path: Path) -> None:
+    path = write_pdf(tmp_path / "blank.pdf", [""])
     with pytest.raises(LoadError, match="no extractable text"):
         load_sections(path)
 
@@ -127,42 +128,6 @@ def test_text_with_a_utf16_or_utf32_byte_order_mark_is_read(
 
 
 # Zip-based formats: unpacked sizes are checked before a reader unpacks anything.
-
-DOCX_CONTENT_TYPES = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships'
-    '+xml"/><Default Extension="xml" ContentType="application/xml"/>'
-    '<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-'
-    'officedocument.wordprocessingml.document.main+xml"/></Types>'
-)
-DOCX_RELS = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-    'relationships/officeDocument" Target="word/document.xml"/></Relationships>'
-)
-
-
-def write_docx_bomb(path: Path, unpacked_mb: int = 300) -> Path:
-    """A valid-looking DOCX whose word/document.xml is `unpacked_mb` MB of repetitive XML,
-    written in 1 MB pieces so that this process never holds it whole."""
-    import zipfile
-
-    paragraph = b"<w:p><w:r><w:t>" + b"A" * 1000 + b"</w:t></w:r></w:p>"
-    piece = paragraph * (1_000_000 // len(paragraph))
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", DOCX_CONTENT_TYPES)
-        archive.writestr("_rels/.rels", DOCX_RELS)
-        with archive.open("word/document.xml", "w", force_zip64=True) as member:
-            member.write(
-                b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w='
-                b'"http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>'
-            )
-            for _ in range(unpacked_mb):
-                member.write(piece)
-            member.write(b"</w:body></w:document>")
-    return path
 
 
 def test_docx_zip_bomb_is_refused_with_the_limit_before_it_is_unpacked(tmp_path: Path) -> None:
@@ -197,7 +162,7 @@ def test_real_office_documents_pass_the_unpacked_size_check(
     corpus: dict[str, Path], tmp_path: Path
 ) -> None:
     from ingest.archives import check_zip_bounds
-    from tests.documents import write_xlsx
+    from tests.support.documents import write_xlsx
 
     for kind in ("docx", "pptx", "xlsx"):
         check_zip_bounds(corpus[kind])

@@ -11,8 +11,8 @@ from appliance.filehash import sha256_of_file
 from appliance.manifest import Manifest
 from ingest.chunking import ChunkConfig
 from ingest.pipeline import IngestPipeline, forget
-from tests.fakes import HashEmbedder, InlineParser
-from tests.stores import BACKENDS, LOCAL_MODE_SEARCH_WARNING, StorePlace
+from tests.support.fakes import HashEmbedder, InlineParser
+from tests.support.stores import BACKENDS, LOCAL_MODE_SEARCH_WARNING, StorePlace
 
 pytestmark = pytest.mark.filterwarnings(f"ignore:{LOCAL_MODE_SEARCH_WARNING}")
 
@@ -276,7 +276,7 @@ def test_links_out_of_the_folder_are_not_ingested_and_earlier_copies_are_removed
 def test_zip_bomb_is_refused_with_the_reason_and_the_rest_of_the_folder_ingested(
     index: Index, docs: Path
 ) -> None:
-    from tests.unit.test_loaders import write_docx_bomb
+    from tests.support.documents import write_docx_bomb
 
     write_docx_bomb(docs / "sub" / "bomb.docx")
     report = index.pipeline.run([docs], ["everyone"])

@@ -7,60 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from appliance.answers import Finished, Question, Sentence, SourcesFound, Token
-from appliance.audit import AuditEntry, AuditLog, AuditRecord
+from appliance.answers import Finished, Question, Rewritten, Sentence, SourcesFound, Token, Turn
+from appliance.audit import AuditEntry, AuditRecord
 from appliance.domain import IndexedChunk
 from appliance.errors import AuditError, BusyError, ModelError, QuestionError, StoreError
-from appliance.gate import ModelGate
 from appliance.keywords import KeywordEncoder
-from appliance.rag import AnswerPolicy, Assistant
-from appliance.retrieval import Retriever
-from appliance.store.edge import EdgeStore
-from tests.fakes import BagOfWordsEmbedder, ScriptedGenerator
-
-DOCS = [
-    (
-        "/docs/wifi.txt",
-        ("everyone",),
-        "The guest wifi password is BLUEFALCON and it changes monthly.",
-    ),
-    ("/docs/parking.txt", ("everyone",), "Parking spaces are on level two of the garage."),
-    ("/docs/salaries.txt", ("hr",), "The salary bands for engineers are confidential numbers."),
-]
-
-
-class Harness:
-    def __init__(self, root: Path, generator: ScriptedGenerator) -> None:
-        self.embedder = BagOfWordsEmbedder()
-        self.store = EdgeStore.open(root / "qdrant", "docs", self.embedder.dimension, "bow")
-        self.audit = AuditLog(root / "audit.sqlite3")
-        self.generator = generator
-        self.loads = 0
-        chunks = [
-            IndexedChunk(f"{n:064x}", source, 0, text, acl, "2026-11-23T00:00:00Z")
-            for n, (source, acl, text) in enumerate(DOCS, start=1)
-        ]
-        texts = [c.text for c in chunks]
-        self.store.upsert(chunks, self.embedder.embed(texts), KeywordEncoder().documents(texts))
-        self.gate = ModelGate(queue_size=0, timeout_s=0.1)
-        self.assistant = Assistant(
-            Retriever(self.embedder, self.store),
-            self.audit,
-            self.gate,
-            self._load,
-            AnswerPolicy(score_threshold=0.2, max_tokens=64, collection="docs"),
-        )
-
-    def _load(self) -> ScriptedGenerator:
-        self.loads += 1
-        return self.generator
-
-    def records(self) -> list[AuditRecord]:
-        return self.audit.query()
-
-    def close(self) -> None:
-        self.audit.close()
-        self.store.close()
+from tests.support.fakes import ScriptedGenerator
+from tests.support.rag import Harness, ask
 
 
 @pytest.fixture
@@ -68,10 +21,6 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     opened = Harness(tmp_path, ScriptedGenerator("The password is BLUEFALCON [1]."))
     yield opened
     opened.close()
-
-
-def ask(text: str, groups: tuple[str, ...] = ("everyone",), **extra: object) -> Question:
-    return Question(text=text, user="ann", groups=groups, k=3, **extra)  # type: ignore[arg-type]
 
 
 def test_an_answer_streams_sources_then_tokens_then_the_recorded_answer(harness: Harness) -> None:
@@ -92,6 +41,37 @@ def test_an_answer_streams_sources_then_tokens_then_the_recorded_answer(harness:
     cited = [p.source for p in entry.passages if p.cited]
     assert cited == ["/docs/wifi.txt"]
     assert entry.model["sha256"] == "ab" * 32
+
+
+def test_a_conversation_turn_is_rewritten_inside_the_stream_and_recorded(
+    harness: Harness,
+) -> None:
+    """The follow-up step runs in `stream` itself, with the model the answer then uses."""
+    history = (Turn("what is the guest wifi password?", "The password is BLUEFALCON [1]."),)
+    events = list(harness.assistant.stream(ask("does it change?", history=history)))
+    merged = "what is the guest wifi password? does it change?"  # the scripted rewrite is unfit
+    assert events[0] == Rewritten(merged, changed=True)
+    assert isinstance(events[1], SourcesFound) and isinstance(events[-1], Finished)
+    assert events[1].sources[0].passage.source == "/docs/wifi.txt"
+    assert harness.loads == 1 and len(harness.generator.prompts) == 2  # rewrite, then answer
+    [record] = harness.records()
+    assert record.entry.question == "does it change?"
+    assert record.entry.retrieval["standalone_question"] == merged
+    first = list(harness.assistant.stream(ask(" what is the guest wifi password? ", history=())))
+    assert first[0] == Rewritten("what is the guest wifi password?", changed=False)
+    assert harness.records()[-1].entry.retrieval["standalone_question"] is None
+
+
+def test_a_follow_up_whose_rewrite_is_refused_for_a_busy_model_is_recorded(
+    harness: Harness,
+) -> None:
+    history = (Turn("what is the guest wifi password?", "The password is BLUEFALCON [1]."),)
+    with harness.gate.hold(), pytest.raises(BusyError):
+        harness.assistant.ask(ask("does it change?", history=history))
+    [record] = harness.records()
+    assert record.entry.outcome == "refused" and record.entry.question == "does it change?"
+    error = record.entry.error or ""
+    assert error.startswith("rewriting the follow-up failed: the model is busy")
 
 
 def test_a_user_never_retrieves_what_their_groups_may_not_read(harness: Harness) -> None:

@@ -16,13 +16,14 @@ from fastapi.testclient import TestClient
 from appliance.answers import Token
 from appliance.errors import ConfigError, ModelError
 from appliance.generation import Prompt
+from appliance.metrics import Metrics
 from appliance.remote_llm import OpenAICompatibleGenerator, RemoteConfig, public_url
 from appliance.services import build_generator, check_llm_files
+from appliance.services.web import llm_health
 from appliance.settings import load_settings
 from appliance.web import ops
-from appliance.web.metrics import Metrics
-from tests.integration.web_server import free_port
-from tests.unit.test_rag import Harness, ask
+from tests.support.net import free_port
+from tests.support.rag import Harness, ask
 
 URL = "http://llm.internal:8080/v1"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -181,8 +182,9 @@ def test_timeouts_name_the_timeout_setting() -> None:
         raise httpx.ReadTimeout("timed out", request=request)
 
     generator = Server(completion=slow).generator(timeout_s=7)
-    with pytest.raises(ModelError, match="APPLIANCE_LLM_TIMEOUT_S=7 s"):
+    with pytest.raises(ModelError, match="APPLIANCE_LLM_TIMEOUT_S=7 s") as caught:
         list(generator.stream(prompt(), 8))
+    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)  # in the operator's traceback
 
 
 class CutStream(httpx.SyncByteStream):
@@ -260,7 +262,7 @@ def test_healthz_follows_the_llm_servers_reachability(
 
     def health() -> dict[str, Any]:
         report = {"model_loaded": True, "store_open": True, "audit_writable": True}
-        return {**report, **ops.llm_health(settings)}
+        return {**report, **llm_health(settings)}
 
     app = FastAPI()
     app.include_router(ops.build_router(health, Metrics(lambda: {})))

@@ -23,7 +23,7 @@ from appliance.services import open_index
 from appliance.settings import Settings, load_settings
 from appliance.store import factory
 from appliance.store.server import connect
-from tests.stores import _Connection
+from tests.support.stores import _Connection
 
 OK = {"status": "ok", "time": 0.0}
 

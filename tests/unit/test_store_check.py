@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 
 from appliance.domain import DocumentEntry, IndexedChunk
 from appliance.errors import IndexDamagedError, StoreSpaceError
+from appliance.metrics import Metrics
 from appliance.store import space
 from appliance.store.check import IndexHealth, check_index
 from appliance.store.edge import EdgeStore, read_collection_meta
 from appliance.web import ops
-from appliance.web.metrics import Metrics
 
 SOURCES = ("/docs/a.txt", "/docs/b.txt", "/docs/c.txt")
 PER_SOURCE = 5

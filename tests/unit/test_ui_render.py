@@ -31,3 +31,21 @@ def test_the_supporting_words_are_highlighted_in_the_escaped_passage() -> None:
 def test_nothing_is_highlighted_for_an_unsupported_sentence() -> None:
     html = sources_html([SOURCE], checks=checks("Restores take an hour [1]."))
     assert "<mark>" not in html
+
+
+def test_a_machine_read_passage_is_marked_ocr_with_its_confidence() -> None:
+    from dataclasses import replace
+
+    from appliance.audit import AuditPassage
+    from ui.audit import passage_place
+
+    scanned = Source(2, replace(SOURCE.passage, page=3, ocr=True, ocr_confidence=91.4))
+    html = sources_html([SOURCE, scanned])
+    typed_part, scanned_part = html.split('data-n="2"', 1)
+    assert 'class="ocr"' not in typed_part
+    assert ", page 3 " in scanned_part and ">OCR, confidence 91%</span>" in scanned_part
+    recorded = AuditPassage(1, "c1", "d1", "/docs/scan.pdf", 3, "d1", "0" * 64, 0.8, True)
+    assert passage_place(recorded) == "/docs/scan.pdf (page 3)"
+    assert passage_place(replace(recorded, ocr=True, ocr_confidence=91.4)) == (
+        "/docs/scan.pdf (page 3) (OCR, confidence 91%)"
+    )

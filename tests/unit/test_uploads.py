@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.web.uploads import safe_file_name, save_uploads
+from ingest.uploads import received_files, safe_file_name, save_uploads
 
 EXTENSIONS = [".txt", ".pdf"]
 
@@ -45,3 +45,24 @@ def test_accepted_files_are_stored_and_the_others_refused_with_a_reason(tmp_path
     assert "empty" in reasons["empty.txt"]
     assert "larger than" in reasons["big.pdf"]
     assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+
+
+def test_only_files_inside_the_upload_folder_are_taken(tmp_path: Path) -> None:
+    """A client names the path of its upload: an audit export or a stored document is refused."""
+    gradio = tmp_path / "gradio-uploads"
+    (gradio / "a1").mkdir(parents=True)
+    uploaded = gradio / "a1" / "notes.txt"
+    uploaded.write_text("The canteen opens at eight.")
+    export = tmp_path / "audit-exports" / "audit-export-20260101T000000-0123456789abcdef.csv"
+    export.parent.mkdir()
+    export.write_text("question,answer")
+    stored = tmp_path / "uploads" / "old.txt"
+    stored.parent.mkdir()
+    stored.write_text("already ingested")
+    link = gradio / "a1" / "link.csv"
+    link.symlink_to(export)
+    climbing = f"{gradio}/a1/../../audit-exports/{export.name}"
+    paths = [str(uploaded), str(export), str(link), climbing, str(stored)]
+    received, foreign = received_files(paths, gradio)
+    assert received == [uploaded.resolve()]
+    assert foreign == [export.name, "link.csv", export.name, "old.txt"]

@@ -8,7 +8,7 @@ import pytest
 from appliance.domain import IndexedChunk
 from appliance.errors import DimensionMismatchError, StoreLockedError
 from appliance.store.edge import EdgeStore
-from tests.stores import BACKENDS, LOCAL_MODE_SEARCH_WARNING, StorePlace
+from tests.support.stores import BACKENDS, LOCAL_MODE_SEARCH_WARNING, StorePlace
 
 pytestmark = pytest.mark.filterwarnings(f"ignore:{LOCAL_MODE_SEARCH_WARNING}")
 

@@ -16,14 +16,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from appliance.auth import LoginLimiter, ProxyAuth, Role, UserStore
-from appliance.conversation import FollowUpRewriter
+from appliance.auth.identity import SESSION_COOKIE, Identifier
+from appliance.chat import ChatEngine
+from appliance.metrics import Metrics
 from appliance.web import login, openai_api, ops
-from appliance.web.chat import ChatEngine
 from appliance.web.guard import AuthGuard, SessionOwners
-from appliance.web.identity import SESSION_COOKIE, Identifier
-from appliance.web.metrics import Metrics
-from tests.fakes import ScriptedGenerator
-from tests.unit.test_rag import Harness
+from tests.support.fakes import ScriptedGenerator
+from tests.support.rag import Harness
 
 PASSWORD = "correct horse battery"
 
@@ -40,12 +39,7 @@ class Web:
         self.hugo_key = self.users.create_key("hugo")[1]
         assistant = self.harness.assistant
         self.metrics = Metrics(lambda: {})
-        engine = ChatEngine(
-            assistant,
-            FollowUpRewriter(assistant.gate, assistant.generator),
-            self.metrics,
-            top_k=3,
-        )
+        engine = ChatEngine(assistant, self.metrics, top_k=3)
         app = FastAPI()
         app.include_router(
             ops.build_router(

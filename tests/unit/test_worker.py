@@ -9,6 +9,7 @@ import pytest
 from appliance.domain import ChunkText
 from appliance.errors import LoadError, ParseTimeoutError
 from ingest.chunking import ChunkConfig
+from ingest.ocr import OcrConfig
 from ingest.worker import LOOKAHEAD, ParserProcess
 
 WORKER = "appliance-parser"
@@ -122,7 +123,7 @@ def test_worker_whose_caller_died_says_so_in_one_line(
     assert len(lines) == 1 and "went away" in lines[0], result.stderr
 
 
-def greedy_parse(path: Path, chunker: object) -> list[ChunkText]:
+def greedy_parse(path: Path, chunker: object, ocr: OcrConfig) -> list[ChunkText]:
     """The worker's parse, except that a file named hungry-* asks for 8 GiB at once and one
     named oom-killed-* dies as the kernel's out-of-memory killer would make it."""
     import os
@@ -134,13 +135,13 @@ def greedy_parse(path: Path, chunker: object) -> list[ChunkText]:
         bytearray(8 * 1024**3)
     if path.name.startswith("oom-killed"):
         os.kill(os.getpid(), signal.SIGKILL)
-    return parse_file(path, chunker)
+    return parse_file(path, chunker, ocr)
 
 
 def test_file_over_the_memory_limit_fails_with_the_reason_and_the_next_files_parse(
     tmp_path: Path, embed_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.documents import write_corpus
+    from tests.support.documents import write_corpus
 
     corpus = write_corpus(tmp_path / "corpus")
     hungry = tmp_path / "hungry.txt"
