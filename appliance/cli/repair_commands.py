@@ -14,13 +14,11 @@ from appliance.cli.common import EXIT_FAILED_FILES, print_json, settings_for_com
 from appliance.domain import DocumentEntry
 from appliance.errors import ApplianceError
 from appliance.manifest import Manifest
-from appliance.models import resolve_embed_model
-from appliance.services import build_embedder, open_index
 from appliance.settings import Settings
 from appliance.store.check import IndexCheck, check_index
 
 if TYPE_CHECKING:
-    from ingest.worker import ParserProcess
+    pass
 
 
 def repair(
@@ -88,62 +86,27 @@ def _recorded_files(
 def _rebuild(
     settings: Settings, present: list[DocumentEntry], gone: list[DocumentEntry]
 ) -> tuple[IndexCheck, list[dict[str, str]]]:
-    """Start the collection empty and ingest the present files again; the index read back.
+    """Start the collection empty and ingest the present files again, by their groups; drop
+    the gone ones; the index read back.
 
     The embedded store's damaged copy is discarded once the rebuilt index reads back whole.
     """
-    from ingest.chunking import ChunkConfig, check_chunk_size
-    from ingest.ocr import ocr_config
-    from ingest.worker import ParserProcess
+    from appliance.services.ingest import build_ingest_services
 
-    model_dir = resolve_embed_model(settings.embed_model)
-    check_chunk_size(model_dir, settings.chunk_size)
-    config = ChunkConfig(model_dir, settings.chunk_size, settings.chunk_overlap)
-    with ParserProcess(
-        config,
-        settings.parse_timeout_s,
-        settings.parser_memory_mb,
-        ocr=ocr_config(settings),
-    ) as parser:
-        parser.prestart()
-        result, failed = _reingest(settings, parser, present, gone)
+    failed: list[dict[str, str]] = []
+    with build_ingest_services(settings, rebuild=True) as parts:
+        for entry in gone:
+            parts.index.manifest.remove(entry.source)
+        for groups, paths in _by_groups(present).items():
+            report = parts.pipeline.run(paths, list(groups))
+            failed.extend({"path": f.path, "error": f.error} for f in report.failed)
+        parts.index.store.flush()
+        result = check_index(parts.index.store, parts.index.manifest.entries(), full=True)
     if result.ok and settings.qdrant_url is None:
         from appliance.store.edge import discard_damaged_copy
 
         discard_damaged_copy(settings.resolved_qdrant_path, settings.collection)
     return result, failed
-
-
-def _reingest(
-    settings: Settings,
-    parser: ParserProcess,
-    present: list[DocumentEntry],
-    gone: list[DocumentEntry],
-) -> tuple[IndexCheck, list[dict[str, str]]]:
-    """Drop the gone files from the emptied index, ingest the present ones by their groups."""
-    from ingest.pipeline import IngestPipeline
-
-    embedder = build_embedder(settings)
-    index = open_index(settings, embedder, rebuild=True)
-    try:
-        for entry in gone:
-            index.manifest.remove(entry.source)
-        pipeline = IngestPipeline(
-            index.store,
-            embedder,
-            index.manifest,
-            parser,
-            settings.max_file_size_bytes,
-            chunk_headers=settings.chunk_headers,
-        )
-        failed: list[dict[str, str]] = []
-        for groups, paths in _by_groups(present).items():
-            report = pipeline.run(paths, list(groups))
-            failed.extend({"path": f.path, "error": f.error} for f in report.failed)
-        index.store.flush()
-        return check_index(index.store, index.manifest.entries(), full=True), failed
-    finally:
-        index.close()
 
 
 def _print_summary(
