@@ -105,7 +105,7 @@ def _llama_log(level: int, text: bytes | None, user_data: Any) -> None:
         log.debug("event=llama_cpp message=%s", text.decode("utf-8", "replace").rstrip())
 
 
-def _silence_llama_cpp() -> None:
+def silence_llama_cpp() -> None:
     import llama_cpp
 
     llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
@@ -275,7 +275,7 @@ def _load(
 ) -> Any:
     from llama_cpp import Llama
 
-    _silence_llama_cpp()
+    silence_llama_cpp()
     try:
         return Llama(
             model_path=str(model_path),

@@ -18,7 +18,7 @@ from appliance.settings import Settings
 if TYPE_CHECKING:
     from appliance.finetune.run import TrainRequest
     from appliance.finetune.train import Hyperparameters
-    from appliance.generation import LlamaCppGenerator
+    from appliance.generation import Generator
 
 finetune_app = typer.Typer(
     help="Fine-tune the local model on question/answer pairs: build data, train a LoRA adapter.",
@@ -104,18 +104,10 @@ def build_data(
     _print_build_report(summary)
 
 
-def _tokenizer_model(settings: Settings) -> LlamaCppGenerator:
-    """The local model as `ask` loads it: build-data counts tokens and builds prompts with it."""
-    from appliance.filehash import hash_cache_path
-    from appliance.generation import LlamaCppGenerator
+def _tokenizer_model(settings: Settings) -> Generator:
+    from appliance.services.answers import build_local_model
 
-    return LlamaCppGenerator(
-        _local_model(settings),
-        context_size=settings.llm_context_size,
-        threads=settings.llm_threads,
-        prompt_mode=settings.llm_prompt_mode,
-        hash_cache=hash_cache_path(settings.models_dir),
-    )
+    return build_local_model(settings, _local_model(settings))
 
 
 def _print_build_report(summary: dict[str, Any]) -> None:

@@ -38,9 +38,9 @@ def gguf_architecture(path: Path) -> str:
     """The GGUF's `general.architecture`, read by llama.cpp (vocabulary only: fast)."""
     from llama_cpp import Llama
 
-    from appliance.generation import _silence_llama_cpp
+    from appliance.generation import silence_llama_cpp
 
-    _silence_llama_cpp()
+    silence_llama_cpp()
     try:
         llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError, OSError) as exc:

@@ -92,6 +92,20 @@ def build_generator(settings: Settings, plan: ThreadPlan | None = None) -> Gener
     )
 
 
+def build_local_model(settings: Settings, model: Path) -> Generator:
+    """The local GGUF `model` without an adapter, as `ask` loads it: `finetune build-data`
+    counts tokens and builds prompts with it."""
+    from appliance.generation import LlamaCppGenerator
+
+    return LlamaCppGenerator(
+        model,
+        context_size=settings.llm_context_size,
+        threads=settings.llm_threads,
+        prompt_mode=settings.llm_prompt_mode,
+        hash_cache=hash_cache_path(settings.models_dir),
+    )
+
+
 @dataclass
 class AnswerServices:
     index: IndexServices
