@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 
 from appliance.models import GEMMA_3_270M, prepare_llm
+from tests.integration.browser import chromium
 from tests.integration.web_server import WebServer, prepare
 
 # Run in a child process: the conversion loads transformers and the whole model, which the
@@ -52,3 +54,10 @@ def web_server(small_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium, shared by the browser tests (no browser download)."""
+    with chromium() as launched:
+        yield launched

@@ -138,15 +138,30 @@ class Stage:
         return found[-1] if found else None
 
     def env(self) -> dict[str, str]:
+        """The stage's ENV values, with `${NAME}` of its ARG defaults and earlier ENVs
+        substituted as Docker does (other variables, like `$PATH`, are left as written)."""
         values: dict[str, str] = {}
-        for args in self.all("ENV"):
+        known: dict[str, str] = {}
+
+        def expand(text: str) -> str:
+            return re.sub(
+                r"\$\{(\w+)\}|\$(\w+)",
+                lambda m: known.get(m.group(1) or m.group(2), m.group(0)),
+                text,
+            )
+
+        for keyword, args in self.instructions:
+            if keyword == "ARG" and "=" in args:
+                name, _, value = args.partition("=")
+                known[name.strip()] = value.strip().strip('"')
+            if keyword != "ENV":
+                continue
             words = shlex.split(args)
             if len(words) == 2 and "=" not in words[0]:
-                values[words[0]] = words[1]
-                continue
+                words = [f"{words[0]}={words[1]}"]
             for word in words:
                 name, _, value = word.partition("=")
-                values[name] = value
+                values[name] = known[name] = expand(value)
         return values
 
     def json_form(self, keyword: str) -> list[str]:
