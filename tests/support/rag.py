@@ -22,6 +22,8 @@ DOCS = [
     ),
     ("/docs/parking.txt", ("everyone",), "Parking spaces are on level two of the garage."),
     ("/docs/salaries.txt", ("hr",), "The salary bands for engineers are confidential numbers."),
+    # Found by its identifier alone (BM25), never by meaning: hybrid's keyword branch.
+    ("/docs/severance.txt", ("hr",), "Severance code HRX-7731 covers restructuring payments."),
 ]
 
 

@@ -146,6 +146,17 @@ def test_the_key_owner_groups_filter_retrieval(web: Web) -> None:
     assert hugo["sources"][0]["source"] == "/docs/salaries.txt"
 
 
+def test_a_keyword_only_hr_passage_reaches_hr_and_nobody_else_over_the_api(web: Web) -> None:
+    question = "What does HRX-7731 apply to?"
+    ann = chat(web, web.ann_key, question)
+    assert all(s["source"] != "/docs/severance.txt" for s in ann.get("sources", []))
+    hugo = chat(web, web.hugo_key, question)
+    assert hugo["sources"][0]["source"] == "/docs/severance.txt"
+    record = web.harness.audit.get(hugo["audit_id"])
+    assert record is not None and record.entry.retrieval["mode"] == "hybrid"
+    assert record.entry.retrieval["keyword_matches"][0][1] == "hrx-7731"
+
+
 def test_streamed_deltas_add_up_to_the_recorded_answer(tmp_path: Path) -> None:
     # The scripted model repeats itself: the recorded answer is cut before the repetition,
     # and a streaming client must end up with exactly that text, not more.
