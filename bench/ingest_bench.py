@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.output import emit
+
 DOCS_ROOT = Path("/usr/share/doc/python3.11/html")
 FOLDERS = ("library", "tutorial", "howto", "faq", "reference")
 FILES = ("glossary.html",)
@@ -305,16 +307,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
-
-
 def _scratch(keep: Path | None) -> Any:
     """The data folder: `keep` (emptied first) or a temporary one."""
     if keep is None:
@@ -375,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "parse_split_alone": alone,
         "summary": summarize(ingest, raw),
     }
-    _report(args, result)
+    emit(result, as_json=args.json, out=args.out, print_table=print_table)
     return 0
 
 

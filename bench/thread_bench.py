@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.ingest_bench import DOCS_ROOT
+from bench.output import emit
 
 TARGET_RATIO = 0.5
 PROMPT = (
@@ -220,14 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.docs_root / args.folder).is_dir():
         print("the Python 3.11 docs are missing: run `apt-get install python3.11-doc`")
         return 2
-    result = run(args)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    emit(run(args), as_json=args.json, out=args.out, print_table=print_table)
     return 0
 
 

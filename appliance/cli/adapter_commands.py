@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 
-from appliance.audit import AuditLog
 from appliance.audit.adapters import AdapterAction, record_adapter_action
 from appliance.cli.ask_commands import GroupsOption, JsonOption, KOption, run_eval
 from appliance.cli.common import EXIT_FAILED_FILES, print_json, settings_for_command, user_errors
@@ -29,6 +28,7 @@ from appliance.finetune.registry import (
     Promotion,
     adapters_dir,
 )
+from appliance.services import open_audit_log
 from appliance.settings import Settings
 
 adapters_app = typer.Typer(
@@ -63,7 +63,7 @@ def _record(
     details: dict[str, Any],
     reason: str | None = None,
 ) -> str:
-    with AuditLog(settings.audit_path, key_file=settings.resolved_audit_key_file) as audit:
+    with open_audit_log(settings) as audit:
         return record_adapter_action(
             audit, user=user, action=action, name=name, details=details, reason=reason
         )

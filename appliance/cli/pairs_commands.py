@@ -18,6 +18,7 @@ from appliance.audit.pairs import export_pairs, record_training_data
 from appliance.cli.ask_commands import JsonOption, _default_user, parse_groups
 from appliance.cli.common import print_json, settings_for_command, user_errors
 from appliance.errors import ConfigError
+from appliance.services import open_audit_log
 from appliance.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,9 +48,7 @@ class Operator:
 def _open_log(settings: Settings, read_only: bool = False) -> AuditLog:
     if read_only and not settings.audit_path.exists():
         raise ConfigError(f"no audit log at {settings.audit_path}: nothing was answered yet")
-    return AuditLog(
-        settings.audit_path, read_only=read_only, key_file=settings.resolved_audit_key_file
-    )
+    return open_audit_log(settings, read_only=read_only)
 
 
 @pairs_app.command("list")

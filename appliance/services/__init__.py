@@ -22,6 +22,7 @@ from appliance.services.answers import (
     build_thread_plan,
     check_llm_files,
     enter_answer_services,
+    open_audit_log,
     remote_config,
     resolve_llm_model,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "check_llm_files",
     "enter_answer_services",
     "enter_index",
+    "open_audit_log",
     "open_index",
     "remote_config",
     "resolve_llm_model",

@@ -92,6 +92,13 @@ def build_generator(settings: Settings, plan: ThreadPlan | None = None) -> Gener
     )
 
 
+def open_audit_log(settings: Settings, *, read_only: bool = False) -> AuditLog:
+    """The audit log at its configured place, with the configured HMAC key file."""
+    return AuditLog(
+        settings.audit_path, read_only=read_only, key_file=settings.resolved_audit_key_file
+    )
+
+
 def build_local_model(settings: Settings, model: Path) -> Generator:
     """The local GGUF `model` without an adapter, as `ask` loads it: `finetune build-data`
     counts tokens and builds prompts with it."""
@@ -146,7 +153,7 @@ def enter_answer_services(
     embedder = build_embedder(settings)
     threads = build_thread_plan(settings)
     index = enter_index(stack, settings, embedder, allow_damaged=allow_damaged)
-    audit = AuditLog(settings.audit_path, key_file=settings.resolved_audit_key_file)
+    audit = open_audit_log(settings)
     stack.callback(audit.close)
     model = SharedModel(
         ModelGate(settings.llm_queue_size, settings.llm_queue_timeout_s),
